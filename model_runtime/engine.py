@@ -1,0 +1,252 @@
+"""The engine: FIM prompt -> reused KV -> prefill of the new tokens -> decode with early stops.
+
+Contract of ``Engine.complete``: blocking and thread-safe. One decode runs at a time (the
+engine's lock); other callers wait, and a caller whose cancel flag is set or whose deadline
+passes while it waits returns at once. The KV slot store is touched only under that lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+
+import torch
+from transformers import DynamicCache
+
+from .api import (
+    FIM_ORDERS,
+    CancelFlag,
+    CompletionRequest,
+    CompletionResult,
+    CompletionStats,
+    LoadOptions,
+    ModelInfo,
+    ModelLoadError,
+    ProgressCallback,
+    StopCallback,
+    StopReason,
+)
+from .decode import forward_tokens, sample
+from .fim import FimTokens, find_fim_tokens
+from .kv_cache import KVSlotStore
+from .loader import load_model
+from .vocabulary import TextStream, TokenTable
+
+log = logging.getLogger(__name__)
+
+_FIM_SENTINELS = 3
+
+
+@dataclass(frozen=True)
+class _Prompt:
+    token_ids: list[int]
+    allowed_first_ids: torch.Tensor | None  # token healing's constraint on the first new token
+    healed_bytes: int
+    healed_chars: int
+    truncated_tokens: int
+    max_new_tokens: int
+
+
+def _now_ms() -> float:
+    return time.perf_counter() * 1000.0
+
+
+class Engine:
+    def __init__(self, model, tokenizer, fim: FimTokens, info: ModelInfo, kv_cache_bytes: int):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.fim = fim
+        self.info = info
+        self.table = TokenTable(tokenizer, extra_stop_ids=(fim.prefix_id, fim.middle_id, fim.suffix_id))
+        self.kv_store = KVSlotStore(kv_cache_bytes)
+        self._lock = threading.Lock()
+
+    # -- text <-> tokens -------------------------------------------------------------------
+    def tokenize(self, text: str) -> list[int]:
+        """Ids of ``text``; special-token strings inside it are spelled out, never made special."""
+        if not text:
+            return []
+        return self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text))
+
+    # -- one completion --------------------------------------------------------------------
+    def complete(
+        self,
+        request: CompletionRequest,
+        *,
+        stop: StopCallback | None = None,
+        cancel: CancelFlag | None = None,
+    ) -> CompletionResult:
+        start_ms = _now_ms()
+        deadline_ms = start_ms + request.timeout_ms if request.timeout_ms is not None else None
+        order = request.fim_order or self.info.fim_order
+        if order not in FIM_ORDERS:
+            raise ValueError(f"unknown FIM order {order!r}: use 'psm' or 'spm'")
+        if not self._acquire(cancel, deadline_ms):
+            reason = StopReason.CANCELLED if cancel is not None and cancel.is_set() else StopReason.DEADLINE
+            return CompletionResult("", reason, CompletionStats(queue_ms=_now_ms() - start_ms))
+        try:
+            queue_ms = _now_ms() - start_ms
+            prompt = self._prepare(request, order)
+            return self._generate(request, prompt, stop, cancel, deadline_ms, queue_ms)
+        finally:
+            self._lock.release()
+
+    def _acquire(self, cancel: CancelFlag | None, deadline_ms: float | None) -> bool:
+        while not self._lock.acquire(timeout=0.005):
+            if cancel is not None and cancel.is_set():
+                return False
+            if deadline_ms is not None and _now_ms() > deadline_ms:
+                return False
+        return True
+
+    def _prepare(self, request: CompletionRequest, order: str) -> _Prompt:
+        context = self.info.context_tokens
+        max_new = max(1, min(request.max_new_tokens, context // 2))
+        prefix_ids, suffix_ids = self.tokenize(request.prefix), self.tokenize(request.suffix)
+        allowed, healed = None, b""
+        if request.token_healing and prefix_ids:
+            # The prefix may end inside a token (`wo` of `world`): back off that token and let
+            # the model pick any token that starts with its bytes.
+            removed = self.table.bytes_of[prefix_ids[-1]]
+            candidates = self.table.ids_starting_with(removed) if removed else []
+            if len(candidates) > 1:
+                prefix_ids, healed = prefix_ids[:-1], removed
+                allowed = torch.tensor(candidates, device=self.model.device)
+        budget = context - max_new - _FIM_SENTINELS
+        truncated = 0
+        if len(prefix_ids) + len(suffix_ids) > budget:
+            keep_suffix = min(len(suffix_ids), max(budget - len(prefix_ids), budget // 4))
+            keep_prefix = budget - keep_suffix
+            truncated = len(prefix_ids) - keep_prefix + len(suffix_ids) - keep_suffix
+            prefix_ids, suffix_ids = prefix_ids[len(prefix_ids) - keep_prefix :], suffix_ids[:keep_suffix]
+        return _Prompt(
+            token_ids=self.fim.layout(prefix_ids, suffix_ids, order),
+            allowed_first_ids=allowed,
+            healed_bytes=len(healed),
+            healed_chars=len(healed.decode("utf-8", errors="replace")),
+            truncated_tokens=truncated,
+            max_new_tokens=max_new,
+        )
+
+    def _generate(
+        self,
+        request: CompletionRequest,
+        prompt: _Prompt,
+        stop: StopCallback | None,
+        cancel: CancelFlag | None,
+        deadline_ms: float | None,
+        queue_ms: float,
+    ) -> CompletionResult:
+        stats = CompletionStats(
+            prompt_tokens=len(prompt.token_ids),
+            queue_ms=queue_ms,
+            healed_chars=prompt.healed_chars,
+            truncated_tokens=prompt.truncated_tokens,
+        )
+
+        def interrupted() -> StopReason | None:
+            if cancel is not None and cancel.is_set():
+                return StopReason.CANCELLED
+            if deadline_ms is not None and _now_ms() > deadline_ms:
+                return StopReason.DEADLINE
+            return None
+
+        reason = interrupted()
+        if reason is not None:
+            return CompletionResult("", reason, stats)
+        cache, reused = self.kv_store.take(request.cache_key, prompt.token_ids)
+        cache = cache if cache is not None else DynamicCache()
+        fed = list(prompt.token_ids[:reused])  # ids whose KV the cache holds
+        stream = TextStream(self.table, skip_bytes=prompt.healed_bytes)
+        generator = None
+        if request.temperature > 0 and request.seed is not None:
+            generator = torch.Generator(device=self.model.device).manual_seed(request.seed)
+        generated = 0
+        try:
+            t0 = _now_ms()
+            logits = forward_tokens(self.model, prompt.token_ids[reused:], cache, reused)  # [vocab]
+            fed = list(prompt.token_ids)
+            t1 = _now_ms()
+            stats = replace(stats, reused_tokens=reused, prefilled_tokens=len(prompt.token_ids) - reused, prefill_ms=t1 - t0)
+            allowed = prompt.allowed_first_ids
+            text, reason = "", None
+            while reason is None:
+                token = sample(logits, request.temperature, request.top_p, generator, allowed)
+                allowed = None
+                if token in self.table.stop_ids:
+                    reason = StopReason.EOS
+                    break
+                generated += 1
+                text = stream.push(token)
+                text, reason = self._check_stops(text, request.stop_sequences, stop)
+                if reason is None and generated >= prompt.max_new_tokens:
+                    reason = StopReason.MAX_TOKENS
+                if reason is None and len(fed) >= self.info.context_tokens:
+                    reason = StopReason.CONTEXT_FULL
+                reason = reason or interrupted()
+                if reason is None:
+                    logits = forward_tokens(self.model, [token], cache, len(fed))
+                    fed.append(token)
+            stats = replace(stats, generated_tokens=generated, decode_ms=_now_ms() - t1)
+        except BaseException:
+            cache = None  # possibly half-updated: never store it
+            raise
+        finally:
+            if cache is not None and cache.get_seq_length() == len(fed):
+                self.kv_store.put(request.cache_key, fed, cache)
+        return CompletionResult(text, reason, stats)
+
+    @staticmethod
+    def _check_stops(text: str, sequences: tuple[str, ...], stop: StopCallback | None) -> tuple[str, StopReason | None]:
+        cuts = [index for index in (text.find(s) for s in sequences if s) if index >= 0]
+        if cuts:
+            return text[: min(cuts)], StopReason.STOP_SEQUENCE
+        if stop is not None:
+            cut = stop(text)
+            if cut is not None:
+                return text[:cut], StopReason.CALLBACK
+        return text, None
+
+    def warm_up(self) -> None:
+        """One tiny completion, so the first real request does not pay for lazy initialisation."""
+        self.complete(CompletionRequest(prefix="\n", suffix="\n", max_new_tokens=2, token_healing=False))
+        self.kv_store.clear()
+
+    def close(self) -> None:
+        with self._lock:
+            self.kv_store.clear()
+
+
+def load_engine(options: LoadOptions = LoadOptions(), progress: ProgressCallback | None = None) -> Engine:
+    """Load a model and return a ready engine. Raises ``ModelLoadError`` with an actionable line."""
+    if options.fim_order not in FIM_ORDERS:
+        raise ModelLoadError(f"unknown FIM order {options.fim_order!r}: choose 'psm' or 'spm'")
+    if options.kv_cache_bytes < 0:
+        raise ModelLoadError("kv_cache_bytes must be zero or more")
+    model, tokenizer, device, dtype, source = load_model(options, progress)
+    fim = find_fim_tokens(tokenizer.get_vocab(), options.fim_tokens)
+    config = model.config
+    context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", 2048)
+    info = ModelInfo(
+        name=options.model,
+        device=device,
+        dtype=str(dtype).removeprefix("torch."),
+        quantization=options.quantization,
+        context_tokens=int(context),
+        fim_order=options.fim_order,
+        fim_tokens=fim.names,
+        parameters=model.num_parameters(),
+    )
+    engine = Engine(model, tokenizer, fim, info, options.kv_cache_bytes)
+    if progress:
+        progress("warming up", 0.9)
+    engine.warm_up()
+    if progress:
+        progress("ready", 1.0)
+    log.info("loaded %s (%s) on %s, %s, %.1fM parameters", options.model, source.kind, device, info.dtype, info.parameters / 1e6)
+    return engine

@@ -1,0 +1,53 @@
+"""Fill-in-the-middle prompt layouts, with the FIM token names read from the vocabulary.
+
+PSM: <prefix> P <suffix> S <middle>      -- every keystroke in P moves S, so S is recomputed.
+SPM: <prefix><suffix> S <middle> P       -- typing appends to P, so the cached KV stays valid.
+(SPM is SantaCoder's "SPM variant": both sentinels first, then the suffix.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from .api import FimOrder, ModelLoadError
+
+# (prefix, middle, suffix) sentinel names of the model families we know.
+KNOWN_FIM_FAMILIES: tuple[tuple[str, str, str], ...] = (
+    ("<fim-prefix>", "<fim-middle>", "<fim-suffix>"),  # SantaCoder
+    ("<fim_prefix>", "<fim_middle>", "<fim_suffix>"),  # StarCoder, StarCoder2
+    ("<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>"),  # Qwen2.5-Coder, DeepSeek-style
+)
+KNOWN_PAD_NAMES = ("<fim-pad>", "<fim_pad>", "<|fim_pad|>")
+
+
+@dataclass(frozen=True)
+class FimTokens:
+    prefix_id: int
+    middle_id: int
+    suffix_id: int
+    names: tuple[str, str, str]  # (prefix, middle, suffix)
+
+    def layout(self, prefix_ids: Sequence[int], suffix_ids: Sequence[int], order: FimOrder) -> list[int]:
+        """Token ids of the prompt; the model's next token is the first of the middle."""
+        if order == "psm":
+            return [self.prefix_id, *prefix_ids, self.suffix_id, *suffix_ids, self.middle_id]
+        if order == "spm":
+            return [self.prefix_id, self.suffix_id, *suffix_ids, self.middle_id, *prefix_ids]
+        raise ValueError(f"unknown FIM order {order!r}: use 'psm' or 'spm'")
+
+
+def find_fim_tokens(vocab: Mapping[str, int], override: tuple[str, str, str] | None = None) -> FimTokens:
+    """Read the FIM sentinels from ``vocab``; ``override`` names (prefix, middle, suffix) explicitly."""
+    families = (override,) if override else KNOWN_FIM_FAMILIES
+    for names in families:
+        if all(name in vocab for name in names):
+            prefix, middle, suffix = (vocab[name] for name in names)
+            return FimTokens(prefix_id=prefix, middle_id=middle, suffix_id=suffix, names=tuple(names))
+    if override:
+        missing = [name for name in override if name not in vocab]
+        raise ModelLoadError(f"FIM tokens {missing} are not in the tokenizer's vocabulary: fix the fim_tokens setting")
+    raise ModelLoadError(
+        "the tokenizer has no fill-in-the-middle tokens (looked for <fim-prefix>, <fim_prefix>, <|fim_prefix|>): "
+        "use a FIM-trained model or name its tokens with the fim_tokens setting"
+    )
