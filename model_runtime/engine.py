@@ -37,6 +37,7 @@ from .vocabulary import TextStream, TokenTable
 log = logging.getLogger(__name__)
 
 _FIM_SENTINELS = 3
+_TRUNCATION_STEP_TOKENS = 128
 
 
 @dataclass(frozen=True)
@@ -120,10 +121,13 @@ class Engine:
         budget = context - max_new - _FIM_SENTINELS
         truncated = 0
         if len(prefix_ids) + len(suffix_ids) > budget:
+            # Keep the text nearest the cursor. The prefix's head is dropped in coarse steps so
+            # that, while the user types, the kept prompt stays the same and its KV reusable.
             keep_suffix = min(len(suffix_ids), max(budget - len(prefix_ids), budget // 4))
-            keep_prefix = budget - keep_suffix
-            truncated = len(prefix_ids) - keep_prefix + len(suffix_ids) - keep_suffix
-            prefix_ids, suffix_ids = prefix_ids[len(prefix_ids) - keep_prefix :], suffix_ids[:keep_suffix]
+            drop = len(prefix_ids) - (budget - keep_suffix)
+            drop = min(len(prefix_ids), -(-drop // _TRUNCATION_STEP_TOKENS) * _TRUNCATION_STEP_TOKENS)
+            truncated = drop + len(suffix_ids) - keep_suffix
+            prefix_ids, suffix_ids = prefix_ids[drop:], suffix_ids[:keep_suffix]
         return _Prompt(
             token_ids=self.fim.layout(prefix_ids, suffix_ids, order),
             allowed_first_ids=allowed,
