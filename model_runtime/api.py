@@ -52,6 +52,7 @@ class LoadOptions:
     kv_cache_bytes: int = 256 * 1024 * 1024
     fim_order: FimOrder = "spm"
     fim_tokens: tuple[str, str, str] | None = None  # explicit (prefix, middle, suffix) override
+    static_decode: bool = True  # lean static-KV forward for multi-query GPTBigCode; False: transformers' forward
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ def forward_tokens(model, token_ids: Sequence[int], cache: DynamicCache, start_p
         input_ids=input_ids,
         past_key_values=cache,
         position_ids=positions.unsqueeze(0),  # [1, T]
-        cache_position=positions,
         use_cache=True,
         logits_to_keep=1,  # only the last position's logits: the vocab projection dominates small models
     )

@@ -32,6 +32,8 @@ from .decode import forward_tokens, sample
 from .fim import FimTokens, find_fim_tokens
 from .kv_cache import KVSlotStore
 from .loader import load_model
+from . import static_decode
+from .static_decode import StaticGPTBigCode
 from .vocabulary import TextStream, TokenTable
 
 log = logging.getLogger(__name__)
@@ -55,8 +57,10 @@ def _now_ms() -> float:
 
 
 class Engine:
-    def __init__(self, model, tokenizer, fim: FimTokens, info: ModelInfo, kv_cache_bytes: int):
+    def __init__(self, model, tokenizer, fim: FimTokens, info: ModelInfo, kv_cache_bytes: int, static_path: bool = True):
         self.model = model
+        # The lean static-KV forward where the model allows it, else transformers' own.
+        self.static = StaticGPTBigCode(model) if static_path and static_decode.supports(model) else None
         self.tokenizer = tokenizer
         self.fim = fim
         self.info = info
@@ -164,7 +168,8 @@ class Engine:
         if reason is not None:
             return CompletionResult("", reason, stats)
         cache, reused = self.kv_store.take(request.cache_key, prompt.token_ids)
-        cache = cache if cache is not None else DynamicCache()
+        if cache is None:
+            cache = self.static.new_cache() if self.static else DynamicCache()
         fed = list(prompt.token_ids[:reused])  # ids whose KV the cache holds
         stream = TextStream(self.table, skip_bytes=prompt.healed_bytes)
         generator = None
@@ -173,7 +178,7 @@ class Engine:
         generated = 0
         try:
             t0 = _now_ms()
-            logits = forward_tokens(self.model, prompt.token_ids[reused:], cache, reused)  # [vocab]
+            logits = self._forward(prompt.token_ids[reused:], cache, reused)  # [vocab]
             fed = list(prompt.token_ids)
             t1 = _now_ms()
             stats = replace(stats, reused_tokens=reused, prefilled_tokens=len(prompt.token_ids) - reused, prefill_ms=t1 - t0)
@@ -194,7 +199,7 @@ class Engine:
                     reason = StopReason.CONTEXT_FULL
                 reason = reason or interrupted()
                 if reason is None:
-                    logits = forward_tokens(self.model, [token], cache, len(fed))
+                    logits = self._forward([token], cache, len(fed))
                     fed.append(token)
             stats = replace(stats, generated_tokens=generated, decode_ms=_now_ms() - t1)
         except BaseException:
@@ -204,6 +209,11 @@ class Engine:
             if cache is not None and cache.get_seq_length() == len(fed):
                 self.kv_store.put(request.cache_key, fed, cache)
         return CompletionResult(text, reason, stats)
+
+    def _forward(self, token_ids, cache, start_position: int) -> torch.Tensor:
+        if self.static is not None:
+            return self.static.forward(token_ids, cache, start_position)
+        return forward_tokens(self.model, token_ids, cache, start_position)
 
     @staticmethod
     def _check_stops(text: str, sequences: tuple[str, ...], stop: StopCallback | None) -> tuple[str, StopReason | None]:
@@ -246,7 +256,7 @@ def load_engine(options: LoadOptions = LoadOptions(), progress: ProgressCallback
         fim_tokens=fim.names,
         parameters=model.num_parameters(),
     )
-    engine = Engine(model, tokenizer, fim, info, options.kv_cache_bytes)
+    engine = Engine(model, tokenizer, fim, info, options.kv_cache_bytes, static_path=options.static_decode)
     if progress:
         progress("warming up", 0.9)
     engine.warm_up()

@@ -1,5 +1,8 @@
 """KV caches of recent prompts, one slot per key (e.g. a document), bounded by bytes.
 
+A cache is either a ``transformers`` ``DynamicCache`` or our ``StaticKV``; both offer
+``get_seq_length()`` and ``crop(-k)``.
+
 A new prompt reuses the slot that shares the longest token prefix with it. The caller owns a
 cache between ``take`` and ``put``; the store is not thread-safe (the engine's lock guards it).
 """
@@ -14,6 +17,8 @@ from typing import Sequence
 import torch
 from transformers import DynamicCache
 
+from .static_decode import StaticKV
+
 
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
@@ -23,7 +28,9 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def cache_nbytes(cache: DynamicCache) -> int:
+def cache_nbytes(cache) -> int:
+    if isinstance(cache, StaticKV):
+        return cache.nbytes
     total = 0
     for layer in cache.layers:
         for tensor in (getattr(layer, "keys", None), getattr(layer, "values", None)):
@@ -32,8 +39,10 @@ def cache_nbytes(cache: DynamicCache) -> int:
     return total
 
 
-def copy_prefix(cache: DynamicCache, length: int) -> DynamicCache:
+def copy_prefix(cache, length: int):
     """A new cache holding the first ``length`` positions of ``cache`` (tensors copied)."""
+    if isinstance(cache, StaticKV):
+        return cache.copy_prefix(length)
     copied = DynamicCache()
     for index, layer in enumerate(cache.layers):
         # keys/values: [batch, kv_heads, seq, head_dim]; MQA has kv_heads == 1
@@ -44,7 +53,7 @@ def copy_prefix(cache: DynamicCache, length: int) -> DynamicCache:
 @dataclass
 class _Slot:
     token_ids: list[int]  # the tokens whose KV the cache holds, in order
-    cache: DynamicCache
+    cache: DynamicCache | StaticKV
     nbytes: int
 
 
@@ -64,7 +73,7 @@ class KVSlotStore:
     def keys(self) -> list[str]:
         return list(self._slots)
 
-    def take(self, key: str | None, token_ids: Sequence[int]) -> tuple[DynamicCache | None, int]:
+    def take(self, key: str | None, token_ids: Sequence[int]) -> tuple[DynamicCache | StaticKV | None, int]:
         """Return (cache, reused): a cache holding exactly ``token_ids[:reused]``, or (None, 0).
 
         At least one token is always left uncached, so the caller has logits to sample from.
@@ -88,7 +97,7 @@ class KVSlotStore:
         self._slots.move_to_end(best_key)
         return copy_prefix(slot.cache, reused), reused
 
-    def put(self, key: str | None, token_ids: Sequence[int], cache: DynamicCache) -> None:
+    def put(self, key: str | None, token_ids: Sequence[int], cache: DynamicCache | StaticKV) -> None:
         """Store ``cache`` (holding ``token_ids``) under ``key``, evicting the least recently used."""
         if key is None:
             key = f"\0anonymous-{next(self._anonymous)}"

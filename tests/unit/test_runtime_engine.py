@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from model_runtime import CompletionRequest, StopReason
-from model_runtime import engine as engine_module
 from model_runtime.decode import forward_tokens
 from transformers import DynamicCache
 
@@ -136,19 +135,31 @@ def test_deadline_ends_decoding(engine):
 
 def test_special_tokens_end_generation_and_never_leak(engine, monkeypatch):
     middle = engine.fim.middle_id
-    real, steps = forward_tokens, []
+    real, steps = engine._forward, []
 
-    def scripted(model, ids, cache, start):
-        logits = real(model, ids, cache, start).clone()
+    def scripted(ids, cache, start):
+        logits = real(ids, cache, start).clone()
         steps.append(len(ids))
         if len(steps) == 4:  # after three generated tokens the model "wants" a FIM token
             logits[middle] = 1e9
         return logits
 
-    monkeypatch.setattr(engine_module, "forward_tokens", scripted)
+    monkeypatch.setattr(engine, "_forward", scripted)
     result = engine.complete(_request(SOURCE, max_new_tokens=20, token_healing=False))
     assert result.stop_reason == StopReason.EOS and result.stats.generated_tokens == 3
     assert "<fim" not in result.text and "<|endoftext|>" not in result.text
+
+
+@pytest.mark.parametrize("order", ["psm", "spm"])
+def test_static_decode_path_gives_the_same_greedy_text_as_transformers(engine_factory, order):
+    static, eager = engine_factory(), engine_factory(static_decode=False)
+    assert static.static is not None and eager.static is None
+    prefix = SOURCE + "        self.counts"
+    for typed in ("", "[", "[word", "[word] = 1\n        return"):
+        request = _request(prefix + typed, fim_order=order, cache_key="doc", max_new_tokens=20)
+        got, expected = static.complete(request), eager.complete(request)
+        assert got.text == expected.text and got.stop_reason == expected.stop_reason
+        assert got.stats.reused_tokens == expected.stats.reused_tokens
 
 
 def test_special_token_text_in_the_document_is_spelled_out(engine):

@@ -1,0 +1,118 @@
+"""A lean forward pass for multi-query GPTBigCode over fixed-size KV buffers.
+
+It calls the model's own modules (so quantized ``Linear`` layers work unchanged) but skips the
+generic machinery of ``transformers`` (cache objects, mask builders, output dataclasses) that
+dominates a batch-1 decode step. Multi-query attention lets all heads share one K/V, so the
+heads are folded into the query rows and attention is a single SDPA call per layer.
+
+``StaticKV`` keeps one sequence's keys/values in buffers sized for the model's whole context;
+its length is a plain int, so cropping is free and the buffers never move (which is what CUDA
+graphs need). Greedy outputs equal the ``transformers`` path (tested on CPU).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention.bias import causal_lower_right
+
+
+class StaticKV:
+    """Keys and values of one sequence: ``keys``/``values`` [layers, capacity, head_dim]."""
+
+    def __init__(self, layers: int, capacity: int, head_dim: int, dtype: torch.dtype, device):
+        self.keys = torch.zeros(layers, capacity, head_dim, dtype=dtype, device=device)
+        self.values = torch.zeros_like(self.keys)
+        self.length = 0  # positions [0, length) hold valid KV
+
+    @property
+    def capacity(self) -> int:
+        return self.keys.shape[1]
+
+    @property
+    def nbytes(self) -> int:
+        return 2 * self.keys.numel() * self.keys.element_size()
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def crop(self, length: int) -> None:
+        """Same contract as ``DynamicCache.crop``: a negative value drops that many from the end."""
+        self.length = self.length + length if length < 0 else min(length, self.length)
+
+    def copy_prefix(self, length: int) -> "StaticKV":
+        layers, capacity, head_dim = self.keys.shape
+        copied = StaticKV(layers, capacity, head_dim, self.keys.dtype, self.keys.device)
+        copied.keys[:, :length] = self.keys[:, :length]
+        copied.values[:, :length] = self.values[:, :length]
+        copied.length = length
+        return copied
+
+
+def supports(model) -> bool:
+    config = model.config
+    return (
+        getattr(config, "model_type", None) == "gpt_bigcode"
+        and bool(getattr(config, "multi_query", False))
+        and not getattr(config, "add_cross_attention", False)
+    )
+
+
+class StaticGPTBigCode:
+    def __init__(self, model):
+        if not supports(model):
+            raise ValueError("the static decode path needs a multi-query GPTBigCode model")
+        transformer = model.transformer
+        self.model = model
+        self.wte, self.wpe, self.blocks, self.ln_f = transformer.wte, transformer.wpe, transformer.h, transformer.ln_f
+        self.lm_head = model.lm_head
+        attention = self.blocks[0].attn
+        self.embed_dim, self.heads, self.head_dim = attention.embed_dim, attention.num_heads, attention.head_dim
+        self.scaling = attention.scaling
+        self.capacity = model.config.n_positions
+        self.dtype = self.wte.weight.dtype
+        self.device = self.wte.weight.device
+
+    def new_cache(self) -> StaticKV:
+        return StaticKV(len(self.blocks), self.capacity, self.head_dim, self.dtype, self.device)
+
+    @torch.inference_mode()
+    def forward(self, token_ids: Sequence[int], cache: StaticKV, start_position: int) -> torch.Tensor:
+        """Run ``token_ids`` at positions ``start_position``...; return the last logits [vocab] (fp32).
+
+        Writes their keys/values into ``cache`` and sets its length to the end position.
+        """
+        count = len(token_ids)
+        end = start_position + count
+        if end > cache.capacity:
+            raise ValueError(f"position {end} is past the model's context of {cache.capacity}")
+        ids = torch.tensor(list(token_ids), device=self.device)  # [T]
+        positions = torch.arange(start_position, end, device=self.device)  # [T]
+        hidden = self.wte(ids) + self.wpe(positions)  # [T, E]
+        # Query t sees keys up to start_position + t: the lower-right aligned causal pattern.
+        mask = causal_lower_right(count, end) if count > 1 else None
+        for layer, block in enumerate(self.blocks):
+            hidden = hidden + self._attention(block, layer, block.ln_1(hidden), cache, start_position, end, mask)
+            hidden = hidden + block.mlp(block.ln_2(hidden))  # [T, E]
+        cache.length = end
+        last = self.ln_f(hidden[-1:])  # [1, E]
+        return self.lm_head(last)[0].float()  # [vocab]
+
+    def _attention(self, block, layer: int, x: torch.Tensor, cache: StaticKV, start: int, end: int, mask) -> torch.Tensor:
+        attention = block.attn
+        count = x.shape[0]
+        query, key, value = attention.c_attn(x).split((self.embed_dim, self.head_dim, self.head_dim), dim=-1)
+        cache.keys[layer, start:end] = key  # key: [T, D]
+        cache.values[layer, start:end] = value
+        keys = cache.keys[layer, :end][None, None]  # [1, 1, S, D]: one K/V head shared by all heads
+        values = cache.values[layer, :end][None, None]  # [1, 1, S, D]
+        if count == 1:
+            # Decode: fold the heads into query rows; every cached position is visible.
+            rows = query.view(1, 1, self.heads, self.head_dim)  # [1, 1, H, D]
+            out = F.scaled_dot_product_attention(rows, keys, values, scale=self.scaling)  # [1, 1, H, D]
+            return attention.c_proj(out.reshape(1, self.embed_dim))  # [1, E]
+        heads = query.view(count, self.heads, self.head_dim).transpose(0, 1)[None]  # [1, H, T, D]
+        out = F.scaled_dot_product_attention(heads, keys, values, attn_mask=mask, scale=self.scaling, enable_gqa=True)
+        return attention.c_proj(out[0].transpose(0, 1).reshape(count, self.embed_dim))  # [T, E]

@@ -1,0 +1,128 @@
+"""Export a training checkpoint as a Hugging Face model directory (the bundled model's form).
+
+``python -m model_runtime.training.export --checkpoint runs/tiny/checkpoints/step-00001500.pt
+--out model_runtime/bundled/tiny [--eval-json runs/eval.json]``
+
+The directory loads with ``AutoModelForCausalLM.from_pretrained(dir)`` and
+``AutoTokenizer.from_pretrained(dir)``: ``config.json``, ``generation_config.json``,
+``model.safetensors`` (fp32 by default; ``--dtype bf16`` halves it and still loads as fp32
+when asked), the tokenizer files and a model card ``README.md`` stating the data, its licence,
+the size, the training budget and, when ``--eval-json`` names the output of
+``benchmarks/eval_infill.py --json``, the evaluation figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
+
+from . import checkpoint as ckpt
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def build_model(saved: dict) -> GPTBigCodeForCausalLM:
+    """The model of a checkpoint payload, fp32, in eval mode."""
+    model = GPTBigCodeForCausalLM(GPTBigCodeConfig.from_dict(saved["config"]))
+    model.load_state_dict(saved["model"])
+    return model.eval()
+
+
+def _evaluation_section(evaluation: dict | None) -> str:
+    if not evaluation:
+        return "Not evaluated yet: run `python benchmarks/eval_infill.py --model tiny`.\n"
+    lines = [
+        f"Single-line infilling exact match (`{evaluation.get('command', 'benchmarks/eval_infill.py')}`;",
+        "greedy, at most 25 new tokens, stop at the first newline, stripped comparison):",
+        "",
+        "| dataset | examples | PSM | SPM | empty baseline |",
+        "|---|---|---|---|---|",
+    ]
+    for name, figures in evaluation["datasets"].items():
+        lines.append(
+            f"| {name} | {figures['examples']} | {figures['psm']:.3f} | {figures['spm']:.3f} | {figures['empty']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_model_card(out_dir: Path, saved: dict, parameters: int, evaluation: dict | None) -> None:
+    """Write ``README.md``: data, licence, size, training budget and evaluation."""
+    args, config = saved["args"], saved["config"]
+    size_mb = sum(f.stat().st_size for f in out_dir.glob("*.safetensors")) / 1e6
+    card = f"""# tiny: the project's bundled fill-in-the-middle model
+
+A {parameters / 1e6:.1f} M-parameter `GPTBigCodeForCausalLM` (multi-query attention, {config['n_layer']} layers,
+n_embd {config['n_embd']}, {config['n_head']} heads, {config['n_positions']} positions, vocabulary {config['vocab_size']})
+trained from scratch by `python -m model_runtime.training.train`, so the project completes code
+offline out of the box. It is a toy next to SantaCoder: expect short, local completions.
+
+## Data and licence
+
+Python files of the CPython {sys.version_info.major}.{sys.version_info.minor} standard library
+(test folders included; generated codec tables, `pydoc_data` and site-packages excluded), see
+`model_runtime/training/corpus.py`. The held-out files listed in
+`model_runtime/training/heldout_files.txt` (about 4%, chosen by a hash of the path) were not trained
+on. The CPython standard library is distributed under the Python Software Foundation License
+(PSF-2.0); the weights are derived from it.
+
+Tokenizer: byte-level BPE with {config['vocab_size']} tokens trained on the training split; ids 0..4 are
+`<|endoftext|> <fim-prefix> <fim-middle> <fim-suffix> <fim-pad>` (SantaCoder's names).
+
+## Training
+
+- Objective: next-token prediction on rows of exactly {args['n_positions']} tokens packed with
+  {args['plain_rate']:.0%} plain, {args['psm_rate']:.0%} PSM and {args['spm_rate']:.0%} SPM samples
+  (split at two random character positions; SPM is SantaCoder's variant
+  `<fim-prefix><fim-suffix> S <fim-middle> P M`).
+- Budget: {saved['step']} steps of {args['batch_rows']} x {args['n_positions']} tokens = {saved['tokens'] / 1e6:.1f} M tokens,
+  {saved['elapsed_s'] / 60:.0f} minutes of training on {saved.get('device', 'cpu')} (seed {args['seed']}).
+- AdamW (betas 0.9/0.95, weight decay {args['weight_decay']}), peak learning rate {args['lr']}, {args['warmup_steps']} warmup
+  steps, cosine decay to {args['min_lr_ratio']} of the peak over {args['steps']} steps, gradient clip {args['grad_clip']}.
+- Final training loss (last step): {saved['loss']:.3f}.
+- Weights: `model.safetensors`, {size_mb:.1f} MB.
+
+## Evaluation
+
+{_evaluation_section(evaluation)}"""
+    (out_dir / "README.md").write_text(card, encoding="utf-8")
+
+
+def export_checkpoint(checkpoint_path: Path, out_dir: Path, dtype: str = "fp32", evaluation: dict | None = None) -> Path:
+    """Write the model directory for ``checkpoint_path`` into ``out_dir`` and return ``out_dir``."""
+    saved = ckpt.load_checkpoint(checkpoint_path)
+    model = build_model(saved)
+    model.generation_config.pad_token_id = model.config.pad_token_id
+    parameters = sum(p.numel() for p in model.parameters())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("*.safetensors"):
+        stale.unlink()
+    model.to(_DTYPES[dtype]).save_pretrained(out_dir)
+    ckpt.tokenizer_from_json(saved["tokenizer_json"]).save_pretrained(out_dir)
+    write_model_card(out_dir, saved, parameters, evaluation)
+    return out_dir
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", type=Path, required=True, help="a .pt file, or a run directory (newest checkpoint)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--dtype", choices=sorted(_DTYPES), default="fp32")
+    parser.add_argument("--eval-json", type=Path, help="output of benchmarks/eval_infill.py --json, for the model card")
+    args = parser.parse_args(argv)
+    path = args.checkpoint if args.checkpoint.is_file() else ckpt.latest_checkpoint(args.checkpoint)
+    if path is None:
+        parser.error(f"no checkpoint in {args.checkpoint}")
+    evaluation = json.loads(args.eval_json.read_text()) if args.eval_json else None
+    export_checkpoint(path, args.out, args.dtype, evaluation)
+    print(f"exported {path} to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Training samples: plain left-to-right and fill-in-the-middle, laid out as the runtime prompts.
+
+A FIM sample splits a text at two uniformly random character positions into prefix P,
+middle M and suffix S, tokenizes the three pieces separately (as the runtime tokenizes the
+prefix and the suffix separately, so split points inside a token are seen in training too)
+and lays them out as (``model_runtime.fim.FimTokens.layout`` followed by the middle):
+
+    PSM: <fim-prefix> P <fim-suffix> S <fim-middle> M <|endoftext|>
+    SPM: <fim-prefix> <fim-suffix> S <fim-middle> P M <|endoftext|>   (SantaCoder's SPM variant)
+    plain: T, plus <|endoftext|> only when T ends its document
+
+Text is encoded with ``split_special_tokens=True``: a literal ``<fim-prefix>`` inside a
+source file becomes ordinary text tokens, never a special id.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+from .tokenizer import END_OF_TEXT, FIM_MIDDLE, FIM_PAD, FIM_PREFIX, FIM_SUFFIX
+
+SampleKind = Literal["plain", "psm", "spm"]
+SAMPLE_KINDS: tuple[SampleKind, ...] = ("plain", "psm", "spm")
+FIM_OVERHEAD_TOKENS = 4  # three sentinels and the end of text
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    end_of_text: int
+    fim_prefix: int
+    fim_middle: int
+    fim_suffix: int
+    fim_pad: int
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer) -> "SpecialIds":
+        ids = tokenizer.convert_tokens_to_ids([END_OF_TEXT, FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD])
+        return cls(*ids)
+
+
+@dataclass(frozen=True)
+class SampleMix:
+    """Probabilities of each sample kind.
+
+    Default: 20% plain, 40% PSM, 40% SPM. The runtime always prompts in a FIM layout, and FIM
+    samples still teach left-to-right prediction over their prefix and suffix spans (Bavarian
+    et al. 2022 found high FIM rates cost little left-to-right quality); PSM and SPM are weighted
+    equally so that the PSM/SPM A/B decides the default order on equal terms.
+    """
+
+    plain: float = 0.2
+    psm: float = 0.4
+    spm: float = 0.4
+
+    def draw(self, rng: random.Random) -> SampleKind:
+        return rng.choices(SAMPLE_KINDS, weights=(self.plain, self.psm, self.spm))[0]
+
+
+def encode_text(tokenizer, text: str) -> list[int]:
+    """Token ids of ``text`` with no special tokens added and none recognised inside it."""
+    if not text:
+        return []
+    return tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
+
+
+def split_at_random(text: str, rng: random.Random) -> tuple[str, str, str]:
+    """(prefix, middle, suffix) cut at two uniform character positions in [0, len(text)]."""
+    first, second = sorted(rng.randint(0, len(text)) for _ in range(2))
+    return text[:first], text[first:second], text[second:]
+
+
+def layout_fim(
+    ids: SpecialIds, prefix: Sequence[int], middle: Sequence[int], suffix: Sequence[int], order: SampleKind
+) -> list[int]:
+    """Token ids of one FIM sample in ``order`` ("psm" or "spm"), ending with end of text."""
+    if order == "psm":
+        return [ids.fim_prefix, *prefix, ids.fim_suffix, *suffix, ids.fim_middle, *middle, ids.end_of_text]
+    if order == "spm":
+        return [ids.fim_prefix, ids.fim_suffix, *suffix, ids.fim_middle, *prefix, *middle, ids.end_of_text]
+    raise ValueError(f"not a FIM order: {order!r}")
+
+
+def layout_plain(ids: SpecialIds, tokens: Sequence[int], ends_document: bool) -> list[int]:
+    """Token ids of one left-to-right sample; end of text only where the document really ends."""
+    return [*tokens, ids.end_of_text] if ends_document else list(tokens)
+
+
+def build_sample(
+    tokenizer, ids: SpecialIds, text: str, kind: SampleKind, rng: random.Random, ends_document: bool
+) -> list[int]:
+    """One training sample of ``kind`` built from ``text`` (FIM split points drawn from ``rng``)."""
+    if kind == "plain":
+        return layout_plain(ids, encode_text(tokenizer, text), ends_document)
+    prefix, middle, suffix = (encode_text(tokenizer, piece) for piece in split_at_random(text, rng))
+    return layout_fim(ids, prefix, middle, suffix, kind)

@@ -1,0 +1,239 @@
+"""Train the bundled tiny FIM model: ``python -m model_runtime.training.train --out runs/tiny --seed 0``.
+
+One command, one seed: the tokenizer is trained on the training split (byte-level BPE, ids
+0..4 = ``<|endoftext|> <fim-prefix> <fim-middle> <fim-suffix> <fim-pad>``), then a
+multi-query ``GPTBigCodeForCausalLM`` is trained on packed rows of exactly ``n_positions``
+tokens (``rows.py``) mixing plain, PSM and SPM samples (``samples.py``) with AdamW, linear
+warmup and cosine decay to ``min_lr_ratio`` of the peak.
+
+Device ``auto`` picks CUDA when available (bf16 autocast) and the CPU otherwise (fp32).
+Progress goes to stderr (tqdm: loss, tokens/s); ``<out>/metrics.jsonl`` gets one line per log
+interval and ``<out>/checkpoints/`` a checkpoint every ``--checkpoint-every`` steps and at the
+end. ``--resume`` continues from the newest checkpoint with its saved arguments (only
+``--threads``, ``--device`` and ``--checkpoint-every`` may change). On a GPU machine, pass
+``--corpus`` a file written by ``python -m model_runtime.training.corpus pack``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from tqdm import tqdm
+from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
+
+from . import checkpoint as ckpt
+from .corpus import load_documents, split_documents
+from .rows import RowStream, index_documents
+from .samples import SampleMix, SpecialIds
+from .tokenizer import train_tokenizer
+
+_CHANGEABLE_ON_RESUME = ("threads", "device", "checkpoint_every")
+
+
+@dataclass(frozen=True)
+class TrainArgs:
+    out: str = "runs/tiny"
+    seed: int = 0
+    corpus: str | None = None  # a pack file; None: the running interpreter's stdlib
+    vocab_size: int = 4096
+    n_positions: int = 512
+    n_embd: int = 256
+    n_layer: int = 4
+    n_head: int = 8
+    batch_rows: int = 8
+    steps: int = 2000
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    plain_rate: float = 0.2
+    psm_rate: float = 0.4
+    spm_rate: float = 0.4
+    checkpoint_every: int = 100
+    log_every: int = 10
+    threads: int = 2
+    device: str = "auto"
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[TrainArgs, bool]:
+    """(arguments, resume?) from the command line; every ``TrainArgs`` field is a flag."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for field in fields(TrainArgs):
+        kind = {"int": int, "float": float}.get(str(field.type), str)
+        parser.add_argument("--" + field.name.replace("_", "-"), type=kind, default=field.default)
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    namespace = vars(parser.parse_args(argv))
+    resume = namespace.pop("resume")
+    return TrainArgs(**namespace), resume
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_config(args: TrainArgs, special: SpecialIds) -> GPTBigCodeConfig:
+    return GPTBigCodeConfig(
+        vocab_size=args.vocab_size,
+        n_positions=args.n_positions,
+        n_embd=args.n_embd,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        n_inner=4 * args.n_embd,
+        multi_query=True,
+        # Dropout off: the model sees each token only a few times and is far from overfitting.
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=special.end_of_text,
+        eos_token_id=special.end_of_text,
+        pad_token_id=special.fim_pad,
+    )
+
+
+def build_optimizer(model: torch.nn.Module, args: TrainArgs) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not biases, norms)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def learning_rate(step: int, args: TrainArgs) -> float:
+    """Linear warmup over ``warmup_steps``, then cosine from ``lr`` to ``lr * min_lr_ratio``."""
+    if step < args.warmup_steps:
+        return args.lr * (step + 1) / args.warmup_steps
+    progress = min(1.0, (step - args.warmup_steps) / max(1, args.steps - args.warmup_steps))
+    floor = args.lr * args.min_lr_ratio
+    return floor + (args.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def prepare_tokenizer(args: TrainArgs, training_texts: list[str]):
+    return train_tokenizer(training_texts, args.vocab_size)
+
+
+def train_step(model, optimizer, batch: tuple[torch.Tensor, torch.Tensor], device, lr: float, args: TrainArgs) -> float:
+    """One optimizer step on ``batch`` (input ids, labels: [B, T]); returns the loss."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    input_ids, labels = (tensor.to(device, non_blocking=True) for tensor in batch)  # [B, T]
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    )
+    with autocast:
+        loss = model(input_ids=input_ids, labels=labels).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def _checkpoint_payload(model, optimizer, stream, args, tokenizer_json, tokens, elapsed_s, loss) -> dict:
+    return {
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": model.config.to_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rows": stream.state_dict(),
+        "rng": ckpt.capture_rng_state(),
+        "args": asdict(args),
+        "tokenizer_json": tokenizer_json,
+        "tokens": tokens,
+        "elapsed_s": elapsed_s,
+        "loss": loss,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+    }
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run(args: TrainArgs, resume: bool) -> Path:
+    """Train (or resume) into ``args.out``; returns the final checkpoint path."""
+    run_dir = Path(args.out)
+    saved = ckpt.load_checkpoint(ckpt.latest_checkpoint(run_dir)) if resume else None
+    if resume and saved is None:
+        raise SystemExit(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
+    if saved:
+        overrides = {name: getattr(args, name) for name in _CHANGEABLE_ON_RESUME}
+        args = TrainArgs(**{**saved["args"], **overrides})
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    documents, _ = split_documents(load_documents(Path(args.corpus) if args.corpus else None))
+    if saved:
+        tokenizer = ckpt.tokenizer_from_json(saved["tokenizer_json"])
+    else:
+        _log(f"training a {args.vocab_size}-token BPE on {len(documents)} files")
+        tokenizer = prepare_tokenizer(args, [document.text for document in documents])
+    tokenizer_json = ckpt.tokenizer_to_json(tokenizer)
+    special = SpecialIds.from_tokenizer(tokenizer)
+    mix = SampleMix(args.plain_rate, args.psm_rate, args.spm_rate)
+    stream = RowStream(tokenizer, index_documents(tokenizer, documents), args.n_positions, args.seed, mix)
+
+    torch.manual_seed(args.seed)
+    model = GPTBigCodeForCausalLM(build_config(args, special))
+    optimizer = build_optimizer(model, args)
+    step, tokens, elapsed_s, loss = 0, 0, 0.0, float("nan")
+    if saved:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        stream.load_state_dict(saved["rows"])
+        ckpt.restore_rng_state(saved["rng"])
+        step, tokens, elapsed_s, loss = saved["step"], saved["tokens"], saved["elapsed_s"], saved["loss"]
+    model.to(device).train()
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if torch.is_tensor(value) and key != "step":
+                state[key] = value.to(device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "train_args.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
+    parameters = sum(p.numel() for p in model.parameters())
+    _log(f"{parameters / 1e6:.2f} M parameters on {device}; step {step} of {args.steps}")
+
+    payload = lambda: _checkpoint_payload(model, optimizer, stream, args, tokenizer_json, tokens, elapsed_s, loss)  # noqa: E731
+    path = None
+    smoothed = None if math.isnan(loss) else loss
+    bar = tqdm(total=args.steps, initial=step, file=sys.stderr, dynamic_ncols=True, smoothing=0.05)
+    with (run_dir / "metrics.jsonl").open("a") as metrics:
+        while step < args.steps:
+            started = time.perf_counter()
+            lr = learning_rate(step, args)
+            loss = train_step(model, optimizer, stream.next_batch(args.batch_rows), device, lr, args)
+            step_s = time.perf_counter() - started
+            step, elapsed_s = step + 1, elapsed_s + step_s
+            tokens += args.batch_rows * args.n_positions
+            smoothed = loss if smoothed is None else 0.95 * smoothed + 0.05 * loss
+            bar.update(1)
+            bar.set_postfix(loss=f"{smoothed:.3f}", tok_s=f"{args.batch_rows * args.n_positions / step_s:.0f}")
+            if step % args.log_every == 0 or step == args.steps:
+                row = {"step": step, "loss": loss, "smoothed_loss": smoothed, "lr": lr, "tokens": tokens,
+                       "elapsed_s": round(elapsed_s, 1), "epoch": stream.epoch}
+                metrics.write(json.dumps(row) + "\n")
+                metrics.flush()
+            if step % args.checkpoint_every == 0 or step == args.steps:
+                path = ckpt.save_checkpoint(run_dir, step, payload())
+    bar.close()
+    _log(f"done: step {step}, loss {loss if smoothed is None else smoothed:.3f}, {tokens / 1e6:.1f} M tokens, {elapsed_s / 60:.1f} min")
+    return path or ckpt.latest_checkpoint(run_dir)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, resume = parse_args(argv)
+    run(args, resume)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
