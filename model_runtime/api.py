@@ -70,6 +70,7 @@ class CompletionRequest:
     cache_key: str | None = None  # names a KV slot, e.g. a document URI
     timeout_ms: float | None = None  # deadline for the whole call, queueing included
     token_healing: bool = True
+    ignore_eos: bool = False  # benchmarks: decode through end-of-text/FIM tokens (never returned)
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ class Engine:
         self.info = info
         self.table = TokenTable(tokenizer, extra_stop_ids=(fim.prefix_id, fim.middle_id, fim.suffix_id))
         self.kv_store = KVSlotStore(kv_cache_bytes)
+        self._stop_tensor = torch.tensor(sorted(self.table.stop_ids), device=model.device)
         self._lock = threading.Lock()
 
     # -- text <-> tokens -------------------------------------------------------------------
@@ -185,6 +186,9 @@ class Engine:
             allowed = prompt.allowed_first_ids
             text, reason = "", None
             while reason is None:
+                logits = logits[: self.table.size]  # drop the model's padding ids
+                if request.ignore_eos:
+                    logits = logits.index_fill(0, self._stop_tensor, float("-inf"))
                 token = sample(logits, request.temperature, request.top_p, generator, allowed)
                 allowed = None
                 if token in self.table.stop_ids:

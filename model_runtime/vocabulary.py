@@ -32,6 +32,7 @@ class TokenTable:
 
     def __init__(self, tokenizer, extra_stop_ids: Iterable[int] = ()):
         size = len(tokenizer)
+        self.size = size  # models may pad their vocabulary beyond this; those ids are never sampled
         specials = set(tokenizer.all_special_ids)
         for token in tokenizer.get_added_vocab().values():
             specials.add(token)

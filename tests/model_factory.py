@@ -18,7 +18,7 @@ def build_tokenizer(vocab_size: int = 400):
     return train_tokenizer_from_files([STDLIB / name for name in TOKENIZER_FILES], vocab_size)
 
 
-def build_model_dir(target: Path, tokenizer=None, *, n_positions: int = 256, seed: int = 0) -> Path:
+def build_model_dir(target: Path, tokenizer=None, *, n_positions: int = 256, seed: int = 0, vocab_size: int | None = None) -> Path:
     """Save a random multi-query GPTBigCode model plus tokenizer to ``target`` and return it.
 
     ``initializer_range`` is large so the random model's logits are peaked: greedy outputs
@@ -26,7 +26,7 @@ def build_model_dir(target: Path, tokenizer=None, *, n_positions: int = 256, see
     """
     tokenizer = tokenizer or build_tokenizer()
     config = GPTBigCodeConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab_size or len(tokenizer),
         n_positions=n_positions,
         n_embd=64,
         n_layer=2,

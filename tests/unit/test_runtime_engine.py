@@ -214,3 +214,37 @@ def test_concurrent_callers_get_the_same_results_as_serial_ones(engine_factory):
     for thread in threads:
         thread.join()
     assert results == expected
+
+
+def test_padding_ids_beyond_the_tokenizer_are_never_sampled(tmp_path, tiny_tokenizer):
+    from model_runtime import LoadOptions, load_engine
+    from tests.model_factory import build_model_dir
+
+    # SantaCoder pads its vocabulary (49280 rows for a smaller tokenizer); so does this model.
+    directory = build_model_dir(tmp_path / "padded", tiny_tokenizer, vocab_size=len(tiny_tokenizer) + 64)
+    engine = load_engine(LoadOptions(model=str(directory), device="cpu"))
+    real = engine._forward
+
+    def favour_padding(ids, cache, start):
+        logits = real(ids, cache, start).clone()
+        logits[len(tiny_tokenizer) + 5] = 1e9
+        return logits
+
+    engine._forward = favour_padding
+    result = engine.complete(_request(SOURCE, max_new_tokens=5, token_healing=False))
+    assert result.stats.generated_tokens == 5
+
+
+def test_ignore_eos_keeps_decoding_but_never_returns_special_tokens(engine):
+    real = engine._forward
+
+    def favour_end_of_text(ids, cache, start):
+        logits = real(ids, cache, start).clone()
+        logits[engine.fim.middle_id] = 1e9
+        return logits
+
+    engine._forward = favour_end_of_text
+    assert engine.complete(_request(SOURCE, max_new_tokens=6, token_healing=False)).stop_reason == StopReason.EOS
+    forced = engine.complete(_request(SOURCE, max_new_tokens=6, token_healing=False, ignore_eos=True))
+    assert forced.stop_reason == StopReason.MAX_TOKENS and forced.stats.generated_tokens == 6
+    assert "<fim" not in forced.text
