@@ -3,6 +3,7 @@
 Contract of ``Engine.complete``: blocking and thread-safe. One decode runs at a time (the
 engine's lock); other callers wait, and a caller whose cancel flag is set or whose deadline
 passes while it waits returns at once. The KV slot store is touched only under that lock.
+``tokenize``/``count_tokens`` may be called from any thread, also while a decode runs.
 """
 
 from __future__ import annotations
@@ -67,14 +68,16 @@ class Engine:
         self.table = TokenTable(tokenizer, extra_stop_ids=(fim.prefix_id, fim.middle_id, fim.suffix_id))
         self.kv_store = KVSlotStore(kv_cache_bytes)
         self._stop_tensor = torch.tensor(sorted(self.table.stop_ids), device=model.device)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one decode at a time; guards kv_store
+        self._tokenizer_lock = threading.Lock()  # count_tokens may run beside a decode
 
     # -- text <-> tokens -------------------------------------------------------------------
     def tokenize(self, text: str) -> list[int]:
         """Ids of ``text``; special-token strings inside it are spelled out, never made special."""
         if not text:
             return []
-        return self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
+        with self._tokenizer_lock:  # the fast tokenizer's state is not safe to share across threads
+            return self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))

@@ -248,3 +248,23 @@ def test_ignore_eos_keeps_decoding_but_never_returns_special_tokens(engine):
     forced = engine.complete(_request(SOURCE, max_new_tokens=6, token_healing=False, ignore_eos=True))
     assert forced.stop_reason == StopReason.MAX_TOKENS and forced.stats.generated_tokens == 6
     assert "<fim" not in forced.text
+
+
+def test_token_counting_from_other_threads_during_decodes(engine):
+    errors, counts = [], []
+
+    def count():
+        try:
+            for _ in range(200):
+                counts.append(engine.count_tokens(SOURCE))
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=count) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for _ in range(3):
+        engine.complete(_request(SOURCE, max_new_tokens=4))
+    for thread in threads:
+        thread.join()
+    assert not errors and len(set(counts)) == 1
