@@ -1,0 +1,190 @@
+"""Entry point of ``santacoder-lsp``.
+
+    santacoder-lsp [--stdio | --tcp --host 127.0.0.1 --port 2087] [--model M --device D ...]
+    santacoder-lsp complete FILE --line L --character C [--json] [--model M ...]
+
+The server speaks LSP on stdin/stdout (the default; ``--stdio`` is accepted because VS Code's
+client may add it) or on TCP. Model options given here are the defaults that the client's
+settings override. In stdio mode the protocol gets a private copy of file descriptor 1 and
+descriptor 1 itself is pointed at stderr, so a stray print (ours or a library's, Python or C)
+cannot corrupt the protocol stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from model_runtime.api import DEVICES, DTYPES, FIM_ORDERS, QUANTIZATIONS
+
+from . import __version__
+from .settings import Settings, parse_settings
+
+log = logging.getLogger("lsp_server")
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model (the client's settings override these)")
+    group.add_argument("--model", help="bundled name ('tiny'), a model directory or a hub id (default: tiny)")
+    group.add_argument("--device", choices=DEVICES)
+    group.add_argument("--dtype", choices=DTYPES)
+    group.add_argument("--quantization", choices=QUANTIZATIONS)
+    group.add_argument("--fim-order", choices=FIM_ORDERS)
+    group.add_argument("--max-new-tokens", type=int, help="multi-line suggestions (default 64)")
+    group.add_argument("--max-new-tokens-single-line", type=int)
+    group.add_argument("--debounce-ms", type=int)
+    group.add_argument("--prefix-ratio", type=float)
+    group.add_argument("--trust-remote-code", action="store_true", default=None)
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument("--log-file", type=Path, help="also append the log to this file")
+
+
+def _settings_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Settings:
+    names = {
+        "model": "model", "device": "device", "dtype": "dtype", "quantization": "quantization",
+        "fim_order": "fimOrder", "max_new_tokens": "maxNewTokens", "max_new_tokens_single_line": "maxNewTokensSingleLine",
+        "debounce_ms": "debounceMs", "prefix_ratio": "prefixRatio", "trust_remote_code": "trustRemoteCode",
+    }  # fmt: skip
+    raw = {key: getattr(args, name) for name, key in names.items() if getattr(args, name) is not None}
+    settings, problems = parse_settings(raw)
+    if problems:
+        parser.error("; ".join(problems))
+    return settings
+
+
+def _configure_logging(level: str, log_file: Path | None = None) -> None:
+    """``level`` applies to stderr and the log file; the client's log (``window/logMessage``)
+    always gets INFO and above from our loggers. DEBUG also shows pygls' protocol traffic."""
+    numeric = getattr(logging, level)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    for handler in handlers:
+        handler.setLevel(numeric)
+    root_level = logging.DEBUG if numeric <= logging.DEBUG else logging.WARNING
+    logging.basicConfig(level=root_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers)
+    for name in ("lsp_server", "model_runtime"):
+        logging.getLogger(name).setLevel(min(numeric, logging.INFO))
+
+
+# -- the server ---------------------------------------------------------------------------------
+
+
+def run_server(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="santacoder-lsp", description="LSP server for local fill-in-the-middle completion.")
+    parser.add_argument("--version", action="version", version=f"santacoder-lsp {__version__}")
+    transport = parser.add_mutually_exclusive_group()
+    transport.add_argument("--stdio", action="store_true", help="speak LSP on stdin/stdout (the default)")
+    transport.add_argument("--tcp", action="store_true", help="listen on --host/--port instead")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=2087)
+    parser.add_argument("--clientProcessId", help=argparse.SUPPRESS)  # some LSP clients add it
+    _add_model_options(parser)
+    args = parser.parse_args(argv)
+    settings = _settings_from_args(parser, args)
+    _configure_logging(args.log_level, args.log_file)
+
+    from .server import ClientLogHandler, create_server
+
+    server = create_server(settings)
+    forward = ClientLogHandler(server)
+    for name in ("lsp_server", "model_runtime"):
+        logging.getLogger(name).addHandler(forward)
+    log.info("santacoder-lsp %s starting (%s)", __version__, "tcp" if args.tcp else "stdio")
+    if args.tcp:
+        server.start_tcp(args.host, args.port)
+        return 0
+    protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    server.start_io(sys.stdin.buffer, protocol_out)
+    return 0
+
+
+# -- the headless command -----------------------------------------------------------------------
+
+
+def run_complete(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="santacoder-lsp complete",
+        description="Print the completion at a position of a file (what the editor would show as ghost text).",
+    )
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--line", type=int, required=True, help="0-based line")
+    parser.add_argument("--character", type=int, required=True, help="0-based column in UTF-16 code units, as in LSP")
+    parser.add_argument("--json", action="store_true", help="print a JSON object with the text and stats")
+    _add_model_options(parser)
+    args = parser.parse_args(argv)
+    settings = replace(_settings_from_args(parser, args), debounce_ms=0)
+    _configure_logging("WARNING" if args.log_level == "INFO" else args.log_level, args.log_file)
+    try:
+        with open(args.file, encoding="utf-8", newline="") as handle:  # keep CRLF as it is
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as error:
+        parser.error(f"cannot read {args.file}: {error}")
+    if args.line < 0 or args.character < 0:
+        parser.error("--line and --character are 0-based and cannot be negative")
+    try:
+        out = asyncio.run(_complete_once(args.file, text, args.line, args.character, settings))
+    except _LoadFailed as error:
+        print(f"santacoder-lsp: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(out["text"])
+    sys.stdout.flush()
+    return 0
+
+
+class _LoadFailed(Exception):
+    pass
+
+
+async def _complete_once(path: Path, text: str, line: int, character: int, settings: Settings) -> dict[str, Any]:
+    from lsprotocol import types
+
+    from .completer import Completer
+    from .documents import Document
+    from .engine_host import EngineHost
+    from .stats import ServerStats
+
+    host = EngineHost()
+    error = await host.load(settings.load_options())
+    if error:
+        raise _LoadFailed(error)
+    document = Document(path.resolve().as_uri(), text)
+    offset = document.offset_at(types.Position(line=line, character=character))
+    suggestion = await Completer(host, ServerStats()).suggest(document.uri, text, offset, settings, eol=document.eol)
+    model = host.describe()
+    host.close()
+    result = suggestion.result
+    return {
+        "text": suggestion.text,
+        "mode": suggestion.mode,
+        "offset": offset,
+        "stopReason": result.stop_reason.value if result else None,
+        "latencyMs": round(suggestion.latency_ms, 2),
+        "prefixTokens": suggestion.windows.prefix_tokens if suggestion.windows else 0,
+        "suffixTokens": suggestion.windows.suffix_tokens if suggestion.windows else 0,
+        "stats": asdict(result.stats) if result else None,
+        "model": model,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "complete":
+        return run_complete(argv[1:])
+    return run_server(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""The language server: thin handlers named after the LSP methods they serve.
+
+State lives on ``SantaCoderServer`` and is touched only on the event loop; worker threads
+(model load, decode) reach it through ``loop.call_soon_threadsafe``. Nothing here writes to
+stdout: logs go to stderr (``logging``) and to the client (``window/logMessage``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+from . import __version__
+from .completer import Completer, Suggestion
+from .documents import DocumentStore, Encoding
+from .engine_adapter import load_completion_engine
+from .engine_host import EngineHost, Loader
+from .settings import Settings, parse_settings
+from .stats import ServerStats
+
+log = logging.getLogger(__name__)
+
+ACCEPTED_COMMAND = "santacoder.accepted"
+STATS_REQUEST = "santacoder/stats"
+STATS_LOG_EVERY_REQUESTS = 100
+PROGRESS_CREATE_TIMEOUT_S = 5.0
+
+
+class SantaCoderServer(LanguageServer):
+    def __init__(self, settings: Settings = Settings(), loader: Loader = load_completion_engine):
+        super().__init__("santacoder-lsp", __version__)
+        self.settings = settings
+        self.documents = DocumentStore()
+        self.stats = ServerStats()
+        self.host = EngineHost(loader)
+        self.completer = Completer(self.host, self.stats)
+        self.loop: asyncio.AbstractEventLoop | None = None  # set once the client is initialized
+        self._pending_problems: list[str] = []
+        self._reported: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def encoding(self) -> Encoding:
+        value = getattr(self.workspace.position_encoding, "value", self.workspace.position_encoding)
+        return value if value in ("utf-8", "utf-16", "utf-32") else "utf-16"
+
+    def report_once(self, message: str, level: types.MessageType = types.MessageType.Warning) -> None:
+        """Show ``message`` to the user the first time only; always log it."""
+        log.log(logging.ERROR if level == types.MessageType.Error else logging.WARNING, "%s", message)
+        if message in self._reported:
+            return
+        self._reported.add(message)
+        self.window_show_message(types.ShowMessageParams(type=level, message=f"SantaCoder: {message}"))
+
+    def apply_settings(self, raw: Any) -> None:
+        settings, problems = parse_settings(raw, self.settings)
+        reload = settings.load_options() != self.settings.load_options()
+        self.settings = settings
+        if self.loop is None:  # before `initialized`: report and load then
+            self._pending_problems.extend(problems)
+            return
+        for problem in problems:
+            self.report_once(problem)
+        if reload:
+            self.start_model_load()
+
+    def client_initialized(self) -> None:
+        """The client is ready for notifications: report what parsing found, load the model."""
+        self.loop = asyncio.get_running_loop()
+        for problem in self._pending_problems:
+            self.report_once(problem)
+        self._pending_problems.clear()
+        self.start_model_load()
+
+    def start_model_load(self) -> None:
+        self.completer.lanes.cancel_all()  # decodes on the old engine end at their next step
+        task = asyncio.ensure_future(load_model(self))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def client_has_inline_completion(self) -> bool:
+        text_document = self.client_capabilities.text_document
+        return text_document is not None and text_document.inline_completion is not None
+
+
+async def load_model(ls: SantaCoderServer) -> None:
+    """Load the model from the current settings, with ``$/progress`` when the client has it."""
+    options = ls.settings.load_options()
+    token = f"santacoder-load-{uuid.uuid4().hex[:8]}"
+    progress = await _create_progress(ls, token)
+    if progress:
+        ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title="SantaCoder: loading model", message=options.model, percentage=0))
+    log.info("loading model %r (device %s, dtype %s, quantization %s)", options.model, options.device, options.dtype, options.quantization)
+    loop = asyncio.get_running_loop()
+
+    def report(stage: str, fraction: float | None) -> None:  # runs in the loading thread
+        if progress:
+            percentage = None if fraction is None else max(0, min(100, int(fraction * 100)))
+            value = types.WorkDoneProgressReport(message=stage, percentage=percentage)
+            loop.call_soon_threadsafe(ls.work_done_progress.report, token, value)
+
+    started = time.perf_counter()
+    error = await ls.host.load(options, report)
+    superseded = ls.host.options is not options
+    if progress:
+        outcome = "failed" if error else "replaced by a newer load" if superseded else "ready"
+        ls.work_done_progress.end(token, types.WorkDoneProgressEnd(message=outcome))
+    if error:
+        ls.report_once(f"model not loaded, completions are off: {error}", types.MessageType.Error)
+    elif not superseded and ls.host.engine is not None:
+        info = ls.host.engine.info
+        log.info("model %r ready on %s (%s) in %.1f s, %d-token context", info.name, info.device, info.dtype, time.perf_counter() - started, info.context_tokens)
+
+
+async def _create_progress(ls: SantaCoderServer, token: str) -> bool:
+    window = ls.client_capabilities.window
+    if window is None or not window.work_done_progress:
+        return False
+    try:
+        await asyncio.wait_for(ls.work_done_progress.create_async(token), PROGRESS_CREATE_TIMEOUT_S)
+    except Exception as error:  # noqa: BLE001 - progress is a nicety; the load goes on without it
+        log.info("no progress reporting: %s", error)
+        return False
+    return True
+
+
+async def _suggest_at(
+    ls: SantaCoderServer, uri: str, position: types.Position, *, invoked: bool = False
+) -> tuple[Suggestion, types.Position] | None:
+    """``invoked``: the user asked explicitly, so there is nothing to debounce."""
+    document = ls.documents.get(uri)
+    if document is None:
+        return None
+    if not ls.settings.language_enabled(document.language_id):
+        ls.stats.count("disabled")
+        return None
+    offset = document.offset_at(position, ls.encoding)
+    cursor = document.position_at(offset, ls.encoding)
+    version = document.version
+    settings = replace(ls.settings, debounce_ms=0) if invoked else ls.settings
+    suggestion = await ls.completer.suggest(
+        uri, document.text, offset, settings, eol=document.eol, is_current=lambda: ls.documents.version(uri) == version
+    )
+    ls.stats.answered(uri, suggestion.suggestion_id)
+    if ls.stats.counts["requests"] % STATS_LOG_EVERY_REQUESTS == 0:
+        log.info("%s", ls.stats.log_line())
+    return suggestion, cursor
+
+
+def _accept_command(suggestion: Suggestion) -> types.Command:
+    return types.Command(title="Accept suggestion", command=ACCEPTED_COMMAND, arguments=[suggestion.suggestion_id])
+
+
+# -- handlers ---------------------------------------------------------------------------------
+
+
+def initialize(ls: SantaCoderServer, params: types.InitializeParams) -> None:
+    ls.apply_settings(params.initialization_options)
+
+
+async def initialized(ls: SantaCoderServer, params: types.InitializedParams) -> None:
+    ls.client_initialized()
+
+
+def workspace_did_change_configuration(ls: SantaCoderServer, params: types.DidChangeConfigurationParams) -> None:
+    ls.apply_settings(params.settings)
+
+
+def text_document_did_open(ls: SantaCoderServer, params: types.DidOpenTextDocumentParams) -> None:
+    ls.documents.open(params.text_document)
+
+
+def text_document_did_change(ls: SantaCoderServer, params: types.DidChangeTextDocumentParams) -> None:
+    ls.documents.change(params, ls.encoding)
+    ls.completer.lanes.cancel(params.text_document.uri)  # its answer would be for an old version
+
+
+def text_document_did_close(ls: SantaCoderServer, params: types.DidCloseTextDocumentParams) -> None:
+    uri = params.text_document.uri
+    ls.documents.close(uri)
+    ls.completer.forget(uri)
+    ls.stats.closed(uri)
+
+
+async def text_document_inline_completion(ls: SantaCoderServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
+    invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+    answer = await _suggest_at(ls, params.text_document.uri, params.position, invoked=invoked)
+    if answer is None or not answer[0].text:
+        return types.InlineCompletionList(items=[])
+    suggestion, cursor = answer
+    item = types.InlineCompletionItem(
+        insert_text=suggestion.text, range=types.Range(start=cursor, end=cursor), command=_accept_command(suggestion)
+    )
+    return types.InlineCompletionList(items=[item])
+
+
+async def text_document_completion(ls: SantaCoderServer, params: types.CompletionParams) -> types.CompletionList:
+    """The inline suggestion as one item, for clients without inline completion (Neovim 0.11)."""
+    mode = ls.settings.completion_items
+    if mode == "never" or (mode == "auto" and ls.client_has_inline_completion()):
+        return types.CompletionList(is_incomplete=False, items=[])
+    invoked = params.context is not None and params.context.trigger_kind == types.CompletionTriggerKind.Invoked
+    answer = await _suggest_at(ls, params.text_document.uri, params.position, invoked=invoked)
+    if answer is None or not answer[0].text:
+        return types.CompletionList(is_incomplete=True, items=[])
+    suggestion, cursor = answer
+    label = next((line.strip() for line in suggestion.text.splitlines() if line.strip()), suggestion.text)
+    item = types.CompletionItem(
+        label=label[:80],
+        kind=types.CompletionItemKind.Text,
+        detail="SantaCoder",
+        documentation=suggestion.text,  # a plain string: every client takes it
+        preselect=True,
+        sort_text="0",
+        insert_text_format=types.InsertTextFormat.PlainText,
+        text_edit=types.TextEdit(range=types.Range(start=cursor, end=cursor), new_text=suggestion.text),
+        command=_accept_command(suggestion),
+    )
+    return types.CompletionList(is_incomplete=True, items=[item])
+
+
+def santacoder_accepted(ls: SantaCoderServer, *args: Any) -> None:
+    if args and isinstance(args[0], str):
+        ls.stats.accepted(args[0])
+
+
+def santacoder_stats(ls: SantaCoderServer, params: Any) -> dict[str, Any]:
+    out = ls.stats.snapshot()
+    out["model"] = ls.host.describe()
+    out["settings"] = ls.settings.to_json()
+    return out
+
+
+def shutdown(ls: SantaCoderServer, params: Any) -> None:
+    ls.completer.lanes.cancel_all()
+    log.info("%s", ls.stats.log_line())
+    ls.host.close()
+
+
+def create_server(settings: Settings = Settings(), loader: Loader = load_completion_engine) -> SantaCoderServer:
+    """A server with every handler registered. ``settings`` are the defaults that the
+    client's ``initializationOptions`` and later configuration changes start from."""
+    server = SantaCoderServer(settings, loader)
+    server.feature(types.INITIALIZE)(initialize)
+    server.feature(types.INITIALIZED)(initialized)
+    server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)(workspace_did_change_configuration)
+    server.feature(types.TEXT_DOCUMENT_DID_OPEN)(text_document_did_open)
+    server.feature(types.TEXT_DOCUMENT_DID_CHANGE)(text_document_did_change)
+    server.feature(types.TEXT_DOCUMENT_DID_CLOSE)(text_document_did_close)
+    # Without InlineCompletionOptions pygls does not advertise inlineCompletionProvider.
+    server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(text_document_inline_completion)
+    server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions())(text_document_completion)
+    server.command(ACCEPTED_COMMAND)(santacoder_accepted)
+    server.feature(STATS_REQUEST)(santacoder_stats)
+    server.feature(types.SHUTDOWN)(shutdown)
+    return server
+
+
+class ClientLogHandler(logging.Handler):
+    """Forwards log records to the client as ``window/logMessage`` once it is initialized.
+    Safe from any thread: the message is sent from the event loop."""
+
+    _LEVELS = ((logging.ERROR, types.MessageType.Error), (logging.WARNING, types.MessageType.Warning), (logging.INFO, types.MessageType.Info))
+
+    def __init__(self, server: SantaCoderServer, level: int = logging.INFO):
+        super().__init__(level)
+        self.server = server
+        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        loop = self.server.loop
+        if loop is None or loop.is_closed():
+            return
+        kind = next((kind for level, kind in self._LEVELS if record.levelno >= level), types.MessageType.Log)
+        params = types.LogMessageParams(type=kind, message=self.format(record))
+        try:
+            loop.call_soon_threadsafe(self.server.window_log_message, params)
+        except RuntimeError:  # the loop closed meanwhile (shutdown)
+            pass

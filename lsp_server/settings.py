@@ -1,0 +1,178 @@
+"""User settings: one typed, frozen value parsed from ``initializationOptions`` and
+``workspace/didChangeConfiguration``.
+
+Contract of ``parse_settings``: it never raises. Every bad value is replaced by the value it
+would have had (the base), and each problem comes back as one line that says what to do; the
+server reports each distinct line once. Keys absent from the payload keep their base value, so
+a client may send only what it changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable
+
+from model_runtime.api import DEVICES, DTYPES, FIM_ORDERS, QUANTIZATIONS, LoadOptions
+
+SECTION = "santacoder"  # settings may come flat or nested under this key
+COMPLETION_ITEM_MODES = ("auto", "always", "never")
+# Keys a client may send that are not ours to validate (vscode-languageclient's trace switch).
+_IGNORED_KEYS = frozenset({"trace"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str = "tiny"  # bundled name, local directory or hub id
+    device: str = "auto"
+    dtype: str = "auto"
+    quantization: str = "none"
+    trust_remote_code: bool = False
+    kv_cache_mb: int = 256
+    fim_order: str = "spm"
+    max_new_tokens: int = 64  # multi-line suggestions
+    max_new_tokens_single_line: int = 48
+    debounce_ms: int = 25  # wait this long before a decode; a newer request cancels the wait
+    prefix_ratio: float = 0.75  # share of the prompt budget given to the text before the cursor
+    # Languages: (language id, enabled) pairs plus a default for the rest ("*").
+    languages: tuple[tuple[str, bool], ...] = ()
+    languages_default: bool = True
+    # textDocument/completion items: "auto" answers only clients without inline completion.
+    completion_items: str = "auto"
+
+    def language_enabled(self, language_id: str | None) -> bool:
+        for name, enabled in self.languages:
+            if name == language_id:
+                return enabled
+        return self.languages_default
+
+    def load_options(self) -> LoadOptions:
+        """What the model is loaded with; a change here means a reload (FIM order is per request)."""
+        return LoadOptions(
+            model=self.model,
+            device=self.device,
+            dtype=self.dtype,
+            quantization=self.quantization,
+            trust_remote_code=self.trust_remote_code,
+            kv_cache_bytes=self.kv_cache_mb * 1024 * 1024,
+            fim_order=self.fim_order,  # type: ignore[arg-type]
+        )
+
+    def budget_new_tokens(self) -> int:
+        """New tokens reserved in the prompt budget: the larger cap, so the window does not
+        depend on the mode (switching mode must not move the window and lose the KV cache)."""
+        return max(self.max_new_tokens, self.max_new_tokens_single_line)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {spec.key: getattr(self, spec.attr) for spec in _SPECS if spec.attr != "languages"}
+        enable: dict[str, bool] = {"*": self.languages_default}
+        enable.update(dict(self.languages))
+        out["enable"] = enable
+        return out
+
+
+# -- value parsers: return the parsed value or raise ValueError("what is expected") -----------
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("a non-empty string")
+    return value.strip()
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if not isinstance(value, str) or value.lower() not in options:
+            raise ValueError("one of " + ", ".join(repr(o) for o in options))
+        return value.lower()
+
+    return parse
+
+
+def _integer(low: int, high: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or not low <= value <= high:
+            raise ValueError(f"a whole number from {low} to {high}")
+        return int(value)
+
+    return parse
+
+
+def _ratio(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.05 <= value <= 0.95:
+        raise ValueError("a number from 0.05 to 0.95")
+    return float(value)
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("true or false")
+    return value
+
+
+def _languages(value: Any) -> tuple[tuple[tuple[str, bool], ...], bool]:
+    """``true``/``false``, a list of enabled ids, or a map id -> bool with ``"*"`` as default."""
+    if isinstance(value, bool):
+        return (), value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple((v, True) for v in value), False
+    if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, bool) for k, v in value.items()):
+        default = value.get("*", True)
+        return tuple((k, v) for k, v in value.items() if k != "*"), default
+    raise ValueError('true/false, a list of language ids, or a map such as {"*": true, "markdown": false}')
+
+
+@dataclass(frozen=True)
+class _Spec:
+    key: str  # JSON name (camelCase, as in the editor's settings)
+    attr: str
+    parse: Callable[[Any], Any] = field(repr=False)
+
+
+_SPECS = (
+    _Spec("model", "model", _string),
+    _Spec("device", "device", _choice(DEVICES)),
+    _Spec("dtype", "dtype", _choice(DTYPES)),
+    _Spec("quantization", "quantization", _choice(QUANTIZATIONS)),
+    _Spec("trustRemoteCode", "trust_remote_code", _boolean),
+    _Spec("kvCacheMb", "kv_cache_mb", _integer(0, 1 << 20)),
+    _Spec("fimOrder", "fim_order", _choice(FIM_ORDERS)),
+    _Spec("maxNewTokens", "max_new_tokens", _integer(1, 1024)),
+    _Spec("maxNewTokensSingleLine", "max_new_tokens_single_line", _integer(1, 1024)),
+    _Spec("debounceMs", "debounce_ms", _integer(0, 5000)),
+    _Spec("prefixRatio", "prefix_ratio", _ratio),
+    _Spec("enable", "languages", _languages),
+    _Spec("completionItems", "completion_items", _choice(COMPLETION_ITEM_MODES)),
+)
+_BY_KEY = {spec.key: spec for spec in _SPECS}
+assert {spec.attr for spec in _SPECS} | {"languages_default"} == {f.name for f in fields(Settings)}
+
+
+def parse_settings(raw: Any, base: Settings = Settings()) -> tuple[Settings, list[str]]:
+    """Return (settings, problems). ``raw`` is the client's JSON: flat, or under ``santacoder``."""
+    if raw is None:
+        return base, []
+    if isinstance(raw, dict) and isinstance(raw.get(SECTION), dict):
+        raw = raw[SECTION]
+    if not isinstance(raw, dict):
+        return base, [f"settings must be a JSON object, got {type(raw).__name__}: using the previous values"]
+    changes: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in raw.items():
+        spec = _BY_KEY.get(key)
+        if spec is None:
+            if key not in _IGNORED_KEYS and key != SECTION:
+                problems.append(f"unknown setting {key!r} ignored: known settings are {', '.join(_BY_KEY)}")
+            continue
+        if value is None:
+            continue  # a client's way of saying "not set"
+        try:
+            parsed = spec.parse(value)
+        except ValueError as expected:
+            kept = base.to_json()[spec.key]
+            problems.append(f"setting {key!r} must be {expected}, got {value!r}: using {kept!r}")
+            continue
+        if spec.attr == "languages":
+            changes["languages"], changes["languages_default"] = parsed
+        else:
+            changes[spec.attr] = parsed
+    return replace(base, **changes), problems

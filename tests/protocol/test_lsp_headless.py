@@ -1,0 +1,65 @@
+"""The headless command: ``santacoder-lsp complete FILE --line L --character C [--json]``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.protocol.harness import REPO, fake_model, server_env
+
+DEMO = "import os\r\n\r\ndef total(values):\r\n    \r\n"
+RULES = [{"after": "def total(values):\n    ", "text": "return sum(values)\n\ndef other():\n"}]
+BUNDLED_TINY = REPO / "model_runtime" / "bundled" / "tiny" / "config.json"
+
+
+def complete(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lsp_server", "complete", *args],
+        env=server_env(), cwd=REPO, capture_output=True, text=True, timeout=timeout_s, encoding="utf-8",
+    )  # fmt: skip
+
+
+def test_prints_the_completion_text_exactly(tmp_path):
+    path = tmp_path / "demo.py"
+    path.write_bytes(DEMO.encode())
+    done = complete(str(path), "--line", "3", "--character", "4", "--model", fake_model(rules=RULES))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "return sum(values)"
+
+
+def test_json_output_has_text_and_stats(tmp_path):
+    path = tmp_path / "demo.py"
+    path.write_bytes(DEMO.encode())
+    done = complete(str(path), "--line", "3", "--character", "4", "--json", "--model", fake_model(rules=RULES))
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["text"] == "return sum(values)"
+    assert (out["mode"], out["stopReason"], out["model"]["state"]) == ("multi", "callback", "ready")
+    assert out["stats"]["generated_tokens"] > 0 and out["prefixTokens"] > 0
+
+
+def test_a_model_that_cannot_load_exits_1_with_one_line(tmp_path):
+    path = tmp_path / "demo.py"
+    path.write_text("x = 1\n")
+    broken = fake_model(loadError="model directory '/nowhere' does not exist: fix the path")
+    done = complete(str(path), "--line", "0", "--character", "0", "--model", broken)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.strip().splitlines() == ["santacoder-lsp: model directory '/nowhere' does not exist: fix the path"]
+
+
+def test_real_runtime_end_to_end(tmp_path, tiny_model_dir, capsys):
+    """The real engine through the same entry point, in this process (torch is loaded here
+    already; a subprocess would pay for importing it again): the bundled tiny model once it
+    exists, else a random test model."""
+    from lsp_server.__main__ import main
+
+    model = "tiny" if BUNDLED_TINY.is_file() else str(tiny_model_dir)
+    path = tmp_path / "demo.py"
+    path.write_text("import os\n\n\ndef list_files(folder):\n    \n    return files\n")
+    assert main(["complete", str(path), "--line", "4", "--character", "4", "--json", "--model", model, "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"]["device"] == "cpu" and out["model"]["state"] == "ready"
+    assert out["stats"]["prompt_tokens"] > 0
+    assert out["stopReason"] in ("eos", "max_tokens", "callback", "context_full")

@@ -1,0 +1,92 @@
+"""The completion pipeline in-process, with the scripted engine: caches, latest wins, stale
+versions, cancellation. (The protocol tests check the same through a real client.)"""
+
+from __future__ import annotations
+
+import asyncio
+
+from model_runtime.api import LoadOptions
+
+from lsp_server.completer import Completer
+from lsp_server.engine_host import EngineHost
+from lsp_server.settings import Settings
+from lsp_server.stats import ServerStats
+from tests.fakes import FakeEngine, Rule
+
+SETTINGS = Settings(debounce_ms=0)
+URI = "file:///work/demo.py"
+
+
+async def ready_completer(engine: FakeEngine) -> Completer:
+    host = EngineHost(loader=lambda options, progress: engine)
+    assert await host.load(LoadOptions(model="fake")) is None
+    return Completer(host, ServerStats())
+
+
+async def test_requests_before_the_model_is_ready_get_nothing_at_once():
+    completer = Completer(EngineHost(), ServerStats())
+    suggestion = await completer.suggest(URI, "x = ", 4, SETTINGS)
+    assert (suggestion.text, suggestion.reason) == ("", "not_ready")
+
+
+async def test_typed_through_and_exact_hits_do_not_call_the_model():
+    engine = FakeEngine(rules=[Rule("value = ", "compute(alpha)")])
+    completer = await ready_completer(engine)
+    text = "value = \n"
+    first = await completer.suggest(URI, text, 8, SETTINGS)
+    assert (first.text, first.source) == ("compute(alpha)", "model")
+    typed = "value = comp\n"
+    second = await completer.suggest(URI, typed, 12, SETTINGS)
+    assert (second.text, second.source, second.suggestion_id) == ("ute(alpha)", "typed_through", first.suggestion_id)
+    again = await completer.suggest(URI, text, 8, SETTINGS)  # back to where it was: exact cache
+    assert (again.text, again.source) == ("compute(alpha)", "exact_cache")
+    assert len(engine.calls) == 1
+    other = await completer.suggest(URI, "value = x\n", 9, SETTINGS)  # typed something else
+    assert other.source == "model" and len(engine.calls) == 2
+
+
+async def test_a_newer_request_cancels_the_running_decode():
+    engine = FakeEngine(rules=[Rule("a = ", "one two three four five six seven eight nine ten")], token_delay_ms=40)
+    completer = await ready_completer(engine)
+    slow = asyncio.ensure_future(completer.suggest(URI, "a = \n", 4, SETTINGS))
+    await asyncio.sleep(0.1)
+    engine.token_delay_ms = 0
+    fresh = await completer.suggest(URI, "b = 1\na = \n", 10, SETTINGS)
+    stale = await slow
+    assert stale.reason == "cancelled" and stale.text == ""
+    assert fresh.text.startswith("one two")
+    assert engine.cancelled_calls == 1
+
+
+async def test_task_cancellation_sets_the_decode_cancel_flag():
+    engine = FakeEngine(default="word " * 50, token_delay_ms=20)
+    completer = await ready_completer(engine)
+    task = asyncio.ensure_future(completer.suggest(URI, "x = ", 4, SETTINGS))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    await asyncio.sleep(0.1)  # the worker thread notices the flag at its next step
+    assert engine.cancelled_calls == 1
+    assert completer.stats.counts["cancelled"] == 1
+
+
+async def test_a_result_for_an_old_version_is_dropped_but_cached():
+    engine = FakeEngine(rules=[Rule("a = ", "42")])
+    completer = await ready_completer(engine)
+    stale = await completer.suggest(URI, "a = \n", 4, SETTINGS, is_current=lambda: False)
+    assert (stale.text, stale.reason) == ("", "stale")
+    fresh = await completer.suggest(URI, "a = \n", 4, SETTINGS)
+    assert (fresh.text, fresh.source) == ("42", "exact_cache")
+
+
+async def test_crlf_documents_get_crlf_suggestions_and_lf_prompts():
+    engine = FakeEngine(rules=[Rule("def f():\n    ", "x = 1\n    return x\n")])
+    completer = await ready_completer(engine)
+    text = "def f():\r\n    \r\n"
+    suggestion = await completer.suggest(URI, text, 14, SETTINGS, eol="\r\n")
+    assert suggestion.text == "x = 1\r\n    return x"
+    assert "\r" not in engine.calls[0].prefix + engine.calls[0].suffix
+    assert engine.calls[0].cache_key == URI

@@ -1,0 +1,46 @@
+"""Settings: typed values, defaults, bad values reported and replaced."""
+
+from __future__ import annotations
+
+from lsp_server.settings import Settings, parse_settings
+
+
+def test_defaults():
+    settings = Settings()
+    assert (settings.model, settings.device, settings.dtype, settings.quantization) == ("tiny", "auto", "auto", "none")
+    assert (settings.fim_order, settings.max_new_tokens, settings.prefix_ratio) == ("spm", 64, 0.75)
+    assert settings.language_enabled("python") and settings.language_enabled("anything")
+
+
+def test_nested_or_flat_payloads_and_partial_updates():
+    flat, problems = parse_settings({"model": "/models/sc", "maxNewTokens": 32, "debounceMs": 10})
+    assert problems == []
+    nested, _ = parse_settings({"santacoder": {"fimOrder": "PSM"}}, flat)
+    assert (nested.model, nested.max_new_tokens, nested.fim_order) == ("/models/sc", 32, "psm")
+
+
+def test_bad_values_are_reported_and_replaced():
+    settings, problems = parse_settings(
+        {"maxNewTokens": "lots", "device": "tpu", "prefixRatio": 2, "debounceMs": True, "mystery": 1, "trace": {"server": "off"}}
+    )
+    assert settings == Settings()
+    assert len(problems) == 5  # "trace" belongs to the editor client and is ignored
+    assert any("'maxNewTokens' must be a whole number from 1 to 1024, got 'lots': using 64" in p for p in problems)
+    assert any("'device' must be one of" in p and "'tpu'" in p for p in problems)
+    assert any("unknown setting 'mystery'" in p for p in problems)
+
+
+def test_language_enablement_forms():
+    as_map, _ = parse_settings({"enable": {"*": True, "markdown": False}})
+    assert as_map.language_enabled("python") and not as_map.language_enabled("markdown")
+    as_list, _ = parse_settings({"enable": ["python", "rust"]})
+    assert as_list.language_enabled("rust") and not as_list.language_enabled("go")
+    off, _ = parse_settings({"enable": False})
+    assert not off.language_enabled("python")
+    assert as_map.to_json()["enable"] == {"*": True, "markdown": False}
+
+
+def test_only_load_settings_trigger_a_reload():
+    base = Settings()
+    assert parse_settings({"debounceMs": 5, "fimOrder": "psm"}, base)[0].load_options().model == base.load_options().model
+    assert parse_settings({"dtype": "bf16"}, base)[0].load_options() != base.load_options()
