@@ -52,6 +52,7 @@ class LoadOptions:
     kv_cache_bytes: int = 256 * 1024 * 1024
     fim_order: FimOrder = "spm"
     fim_tokens: tuple[str, str, str] | None = None  # explicit (prefix, middle, suffix) override
+    threads: int = 0  # torch CPU threads; 0: automatic (one for small models on a CPU)
     static_decode: bool = True  # lean static-KV forward for multi-query GPTBigCode; False: transformers' forward
 
 

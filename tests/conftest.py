@@ -1,16 +1,18 @@
 import pytest
 
-from tests.model_factory import build_model_dir, build_tokenizer
-
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
+    from tests.model_factory import build_tokenizer  # imports torch: only when a test needs it
+
     return build_tokenizer()
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tiny_tokenizer):
     """A random two-layer multi-query model with SantaCoder's special tokens, on disk."""
+    from tests.model_factory import build_model_dir
+
     return build_model_dir(tmp_path_factory.mktemp("tiny-random"), tiny_tokenizer)
 
 

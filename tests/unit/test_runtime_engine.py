@@ -268,3 +268,10 @@ def test_token_counting_from_other_threads_during_decodes(engine):
     for thread in threads:
         thread.join()
     assert not errors and len(set(counts)) == 1
+
+
+def test_indentation_is_not_healed(engine):
+    prefix = "def f(x):\n    "
+    last = engine.table.bytes_of[engine.tokenize(prefix)[-1]]
+    assert not last.strip() and len(engine.table.ids_starting_with(last)) > 1
+    assert engine.complete(_request(prefix, max_new_tokens=2)).stats.healed_chars == 0

@@ -102,3 +102,16 @@ def test_quantized_models_load_on_cpu_and_give_finite_logits(tiny_model_dir, qua
     result = engine.complete(CompletionRequest(prefix="def f(x):\n    return ", max_new_tokens=4))
     assert result.stats.generated_tokens >= 1 or result.stop_reason.value == "eos"
     assert not math.isnan(result.stats.decode_ms)
+
+
+def test_negative_thread_count_is_a_clear_error(tiny_model_dir):
+    with pytest.raises(ModelLoadError, match="threads"):
+        _load(model=str(tiny_model_dir), device="cpu", threads=-1)
+
+
+def test_small_models_on_a_cpu_use_one_thread(tiny_model_dir):
+    torch.set_num_threads(2)
+    _load(model=str(tiny_model_dir), device="cpu")
+    assert torch.get_num_threads() == 1
+    _load(model=str(tiny_model_dir), device="cpu", threads=2)
+    assert torch.get_num_threads() == 2
