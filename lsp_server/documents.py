@@ -80,6 +80,13 @@ class Document:
             end -= 1
         return start, end
 
+    def line_text(self, line: int) -> str:
+        """The content of ``line`` without its line break ("" past the end)."""
+        if not 0 <= line < len(self.line_starts):
+            return ""
+        start, end = self._line_span(line)
+        return self.text[start:end]
+
     def offset_at(self, position: types.Position, encoding: Encoding = "utf-16") -> int:
         if position.line >= len(self.line_starts):
             return len(self.text)

@@ -85,6 +85,11 @@ class SantaCoderServer(LanguageServer):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def client_has_snippets(self) -> bool:
+        completion = self.client_capabilities.text_document and self.client_capabilities.text_document.completion
+        item = completion and completion.completion_item
+        return bool(item and item.snippet_support)
+
     def client_has_inline_completion(self) -> bool:
         text_document = self.client_capabilities.text_document
         return text_document is not None and text_document.inline_completion is not None
@@ -211,6 +216,9 @@ async def text_document_completion(ls: SantaCoderServer, params: types.Completio
     if answer is None or not answer[0].text:
         return types.CompletionList(is_incomplete=True, items=[])
     suggestion, cursor = answer
+    document = ls.documents.get(params.text_document.uri)
+    line = document.line_text(cursor.line) if document is not None else ""
+    new_text, text_format = popup_edit_text(suggestion.text, line[: len(line) - len(line.lstrip(" \t"))], ls.client_has_snippets())
     label = next((line.strip() for line in suggestion.text.splitlines() if line.strip()), suggestion.text)
     item = types.CompletionItem(
         label=label[:80],
@@ -219,11 +227,36 @@ async def text_document_completion(ls: SantaCoderServer, params: types.Completio
         documentation=suggestion.text,  # a plain string: every client takes it
         preselect=True,
         sort_text="0",
-        insert_text_format=types.InsertTextFormat.PlainText,
-        text_edit=types.TextEdit(range=types.Range(start=cursor, end=cursor), new_text=suggestion.text),
+        insert_text_format=text_format,
+        insert_text_mode=types.InsertTextMode.AdjustIndentation,
+        text_edit=types.TextEdit(range=types.Range(start=cursor, end=cursor), new_text=new_text),
         command=_accept_command(suggestion),
     )
     return types.CompletionList(is_incomplete=True, items=[item])
+
+
+def popup_edit_text(text: str, indent: str, snippets: bool) -> tuple[str, types.InsertTextFormat]:
+    """The popup item's text: a snippet where the client takes them, else plain text.
+
+    Clients insert a plain-text edit of a popup item only up to its first word (Neovim 0.11),
+    so multi-word suggestions go as snippets: ``\\ $ }`` escaped, and the cursor line's
+    indentation removed from the following lines because the client adds it back
+    (insertTextMode adjustIndentation). A line indented less than the cursor line cannot be
+    written that way: such a suggestion stays plain text.
+    """
+    if not snippets:
+        return text, types.InsertTextFormat.PlainText
+    first, *rest = text.split("\n")
+    lines = [first]
+    for line in rest:
+        if not line.strip():
+            lines.append("\r" if line.endswith("\r") else "")
+        elif line.startswith(indent):
+            lines.append(line[len(indent) :])
+        else:
+            return text, types.InsertTextFormat.PlainText
+    escaped = "\n".join(lines).replace("\\", "\\\\").replace("$", "\\$").replace("}", "\\}")
+    return escaped, types.InsertTextFormat.Snippet
 
 
 def santacoder_accepted(ls: SantaCoderServer, *args: Any) -> None:

@@ -92,14 +92,6 @@ def test_tab_accepts_suggestion_into_buffer(tmp_path):
     assert "PASS" in proc.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "server: Neovim 0.11's vim.lsp.completion inserts a plain-text textEdit only up to its first"
-        " whitespace ('total' of 'total = a + b'); the item must be a snippet (insertTextFormat 2,"
-        " \\ $ } escaped, later lines without the cursor line's indent). Remove this marker then."
-    ),
-)
 def test_completion_popup_without_inline(tmp_path):
     proc = _run_script("completion_popup.lua", tmp_path)
     assert "PASS" in proc.stdout
