@@ -61,6 +61,8 @@ def _now_ms() -> float:
 class Engine:
     def __init__(self, model, tokenizer, fim: FimTokens, info: ModelInfo, kv_cache_bytes: int, static_path: bool = True):
         self.model = model
+        # We cut prompts to the model's context ourselves; silence the tokenizer's length warning.
+        tokenizer.model_max_length = 1 << 62
         # The lean static-KV forward where the model allows it, else transformers' own.
         self.static = StaticGPTBigCode(model) if static_path and static_decode.supports(model) else None
         self.tokenizer = tokenizer
