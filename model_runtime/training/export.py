@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -23,6 +24,7 @@ import torch
 from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
 
 from . import checkpoint as ckpt
+from .tokenizer import FIM_PAD
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -51,6 +53,11 @@ def _evaluation_section(evaluation: dict | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _hardware(saved: dict) -> str:
+    device = saved.get("device", "cpu")
+    return f"the CPU, {saved['args']['threads']} threads" if device == "cpu" else f"one {device} GPU"
+
+
 def write_model_card(out_dir: Path, saved: dict, parameters: int, evaluation: dict | None) -> None:
     """Write ``README.md``: data, licence, size, training budget and evaluation."""
     args, config = saved["args"], saved["config"]
@@ -64,7 +71,7 @@ offline out of the box. It is a toy next to SantaCoder: expect short, local comp
 
 ## Data and licence
 
-Python files of the CPython {sys.version_info.major}.{sys.version_info.minor} standard library
+Python files of the CPython {saved.get('python', platform.python_version())} standard library
 (test folders included; generated codec tables, `pydoc_data` and site-packages excluded), see
 `model_runtime/training/corpus.py`. The held-out files listed in
 `model_runtime/training/heldout_files.txt` (about 4%, chosen by a hash of the path) were not trained
@@ -81,10 +88,10 @@ Tokenizer: byte-level BPE with {config['vocab_size']} tokens trained on the trai
   (split at two random character positions; SPM is SantaCoder's variant
   `<fim-prefix><fim-suffix> S <fim-middle> P M`).
 - Budget: {saved['step']} steps of {args['batch_rows']} x {args['n_positions']} tokens = {saved['tokens'] / 1e6:.1f} M tokens,
-  {saved['elapsed_s'] / 60:.0f} minutes of training on {saved.get('device', 'cpu')} (seed {args['seed']}).
+  {saved['elapsed_s'] / 60:.0f} minutes of training steps on {_hardware(saved)} (seed {args['seed']}).
 - AdamW (betas 0.9/0.95, weight decay {args['weight_decay']}), peak learning rate {args['lr']}, {args['warmup_steps']} warmup
   steps, cosine decay to {args['min_lr_ratio']} of the peak over {args['steps']} steps, gradient clip {args['grad_clip']}.
-- Final training loss (last step): {saved['loss']:.3f}.
+- Training loss at this checkpoint (its last step): {saved['loss']:.3f}.
 - Weights: `model.safetensors`, {size_mb:.1f} MB.
 
 ## Evaluation
@@ -103,7 +110,10 @@ def export_checkpoint(checkpoint_path: Path, out_dir: Path, dtype: str = "fp32",
     for stale in out_dir.glob("*.safetensors"):
         stale.unlink()
     model.to(_DTYPES[dtype]).save_pretrained(out_dir)
-    ckpt.tokenizer_from_json(saved["tokenizer_json"]).save_pretrained(out_dir)
+    tokenizer = ckpt.tokenizer_from_json(saved["tokenizer_json"])
+    tokenizer.pad_token = FIM_PAD
+    tokenizer.model_max_length = model.config.n_positions
+    tokenizer.save_pretrained(out_dir)
     write_model_card(out_dir, saved, parameters, evaluation)
     return out_dir
 

@@ -9,8 +9,9 @@ warmup and cosine decay to ``min_lr_ratio`` of the peak.
 Device ``auto`` picks CUDA when available (bf16 autocast) and the CPU otherwise (fp32).
 Progress goes to stderr (tqdm: loss, tokens/s); ``<out>/metrics.jsonl`` gets one line per log
 interval and ``<out>/checkpoints/`` a checkpoint every ``--checkpoint-every`` steps and at the
-end. ``--resume`` continues from the newest checkpoint with its saved arguments (only
-``--threads``, ``--device`` and ``--checkpoint-every`` may change). On a GPU machine, pass
+end. ``--resume`` continues from the newest checkpoint with its saved arguments; only
+``--threads``, ``--device``, ``--checkpoint-every``, ``--log-every`` and ``--steps`` may be
+given again (a larger ``--steps`` re-stretches the cosine from the current step). On a GPU machine, pass
 ``--corpus`` a file written by ``python -m model_runtime.training.corpus pack``.
 """
 
@@ -20,6 +21,7 @@ import argparse
 import contextlib
 import json
 import math
+import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -36,7 +38,8 @@ from .rows import RowStream, index_documents
 from .samples import SampleMix, SpecialIds
 from .tokenizer import train_tokenizer
 
-_CHANGEABLE_ON_RESUME = ("threads", "device", "checkpoint_every")
+# ``steps`` may grow on resume: the cosine is then re-stretched from the current step on.
+_CHANGEABLE_ON_RESUME = ("threads", "device", "checkpoint_every", "log_every", "steps")
 
 
 @dataclass(frozen=True)
@@ -65,16 +68,25 @@ class TrainArgs:
     device: str = "auto"
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[TrainArgs, bool]:
-    """(arguments, resume?) from the command line; every ``TrainArgs`` field is a flag."""
+def parse_args(argv: Sequence[str] | None) -> tuple[TrainArgs, bool, set[str]]:
+    """(arguments, resume?, names given explicitly) from the command line; every ``TrainArgs`` field is a flag."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     for field in fields(TrainArgs):
         kind = {"int": int, "float": float}.get(str(field.type), str)
-        parser.add_argument("--" + field.name.replace("_", "-"), type=kind, default=field.default)
+        parser.add_argument("--" + field.name.replace("_", "-"), type=kind, default=None, help=f"default {field.default}")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     namespace = vars(parser.parse_args(argv))
     resume = namespace.pop("resume")
-    return TrainArgs(**namespace), resume
+    given = {name for name, value in namespace.items() if value is not None}
+    return TrainArgs(**{name: namespace[name] for name in given}), resume, given
+
+
+def merge_resumed_args(saved: dict, args: TrainArgs, given: set[str]) -> TrainArgs:
+    """The saved arguments of a run, with the explicitly given changeable ones applied."""
+    fixed = sorted(name for name in given - {"out", *_CHANGEABLE_ON_RESUME} if getattr(args, name) != saved.get(name))
+    if fixed:
+        raise SystemExit(f"--resume keeps the run's settings; these cannot change: {', '.join(fixed)}")
+    return TrainArgs(**{**saved, **{name: getattr(args, name) for name in given & set(_CHANGEABLE_ON_RESUME)}})
 
 
 def resolve_device(name: str) -> torch.device:
@@ -153,6 +165,7 @@ def _checkpoint_payload(model, optimizer, stream, args, tokenizer_json, tokens, 
         "elapsed_s": elapsed_s,
         "loss": loss,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "python": platform.python_version(),
     }
 
 
@@ -160,15 +173,17 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run(args: TrainArgs, resume: bool) -> Path:
-    """Train (or resume) into ``args.out``; returns the final checkpoint path."""
+def run(args: TrainArgs, resume: bool, given: set[str] | None = None) -> Path:
+    """Train (or resume) into ``args.out``; returns the final checkpoint path.
+
+    On resume the saved arguments win, except those in ``given`` (explicit flags) that may change.
+    """
     run_dir = Path(args.out)
     saved = ckpt.load_checkpoint(ckpt.latest_checkpoint(run_dir)) if resume else None
     if resume and saved is None:
         raise SystemExit(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
     if saved:
-        overrides = {name: getattr(args, name) for name in _CHANGEABLE_ON_RESUME}
-        args = TrainArgs(**{**saved["args"], **overrides})
+        args = merge_resumed_args(saved["args"], args, given if given is not None else set())
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     documents, _ = split_documents(load_documents(Path(args.corpus) if args.corpus else None))
@@ -230,8 +245,8 @@ def run(args: TrainArgs, resume: bool) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args, resume = parse_args(argv)
-    run(args, resume)
+    args, resume, given = parse_args(argv)
+    run(args, resume, given)
     return 0
 
 

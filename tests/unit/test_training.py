@@ -1,0 +1,194 @@
+"""The training pipeline of the bundled model: samples, split, rows, train/resume, export."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from model_runtime.training import checkpoint as ckpt
+from model_runtime.training.corpus import (
+    HELDOUT_LIST,
+    STDLIB_DIR,
+    Document,
+    is_heldout,
+    read_heldout_list,
+    read_pack,
+    split_documents,
+    write_pack,
+)
+from model_runtime.training.export import export_checkpoint
+from model_runtime.training.rows import IGNORE_INDEX, RowStream, index_documents
+from model_runtime.training.samples import SampleMix, SpecialIds, build_sample, encode_text
+from model_runtime.training.train import TrainArgs, run
+from tests.model_factory import build_tokenizer
+
+SOURCE = 'def greet(name):\n    """Say hello."""\n    return f"hello {name}"  # <fim-prefix> stays text\n'
+SMALL_FILES = ("bisect.py", "heapq.py", "fnmatch.py")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def ids(tokenizer):
+    return SpecialIds.from_tokenizer(tokenizer)
+
+
+def test_special_ids_are_santacoders_first_five(ids):
+    assert (ids.end_of_text, ids.fim_prefix, ids.fim_middle, ids.fim_suffix, ids.fim_pad) == (0, 1, 2, 3, 4)
+
+
+def _fim_pieces(sample: list[int], ids: SpecialIds, order: str) -> tuple[list[int], list[int], list[int]]:
+    """(prefix, middle, suffix) ids of a FIM sample, asserting its exact layout."""
+    assert sample[0] == ids.fim_prefix and sample[-1] == ids.end_of_text
+    middle_at = sample.index(ids.fim_middle)
+    if order == "psm":
+        suffix_at = sample.index(ids.fim_suffix)
+        prefix, suffix, tail = sample[1:suffix_at], sample[suffix_at + 1 : middle_at], sample[middle_at + 1 : -1]
+        return prefix, tail, suffix
+    assert sample[1] == ids.fim_suffix
+    suffix, after = sample[2:middle_at], sample[middle_at + 1 : -1]
+    return after, [], suffix  # SPM: P and M follow <fim-middle> back to back
+
+
+@pytest.mark.parametrize("order", ["psm", "spm"])
+def test_fim_sample_layout_and_round_trip(tokenizer, ids, order):
+    for seed in range(20):
+        rng = random.Random(seed)
+        sample = build_sample(tokenizer, ids, SOURCE, order, rng, ends_document=False)
+        prefix_text, middle_text, suffix_text = _split_like(SOURCE, seed)
+        first, second, suffix = _fim_pieces(sample, ids, order)
+        assert suffix == encode_text(tokenizer, suffix_text)  # tokenized on its own
+        if order == "psm":
+            assert first == encode_text(tokenizer, prefix_text) and second == encode_text(tokenizer, middle_text)
+        else:
+            assert first == encode_text(tokenizer, prefix_text) + encode_text(tokenizer, middle_text)
+        specials = {ids.end_of_text, ids.fim_prefix, ids.fim_middle, ids.fim_suffix, ids.fim_pad}
+        assert not specials & set(first + second + suffix)  # the literal "<fim-prefix>" stays text
+        assert tokenizer.decode(first + second) + tokenizer.decode(suffix) == SOURCE
+
+
+def _split_like(text: str, seed: int) -> tuple[str, str, str]:
+    rng = random.Random(seed)
+    a, b = sorted(rng.randint(0, len(text)) for _ in range(2))
+    return text[:a], text[a:b], text[b:]
+
+
+def test_plain_sample_ends_with_end_of_text_only_at_document_end(tokenizer, ids):
+    rng = random.Random(0)
+    inside = build_sample(tokenizer, ids, SOURCE, "plain", rng, ends_document=False)
+    last = build_sample(tokenizer, ids, SOURCE, "plain", rng, ends_document=True)
+    assert inside == encode_text(tokenizer, SOURCE) and last == inside + [ids.end_of_text]
+    assert tokenizer.decode(inside) == SOURCE
+
+
+def test_heldout_split_is_deterministic_and_disjoint():
+    listed = read_heldout_list(HELDOUT_LIST)
+    assert listed and all(is_heldout(path) for path in listed)
+    assert is_heldout("socket.py") and is_heldout("statistics.py") and not is_heldout("json/decoder.py")
+    assert 0.03 < sum(map(is_heldout, (f"pkg/module_{i}.py" for i in range(5000)))) / 5000 < 0.05
+    documents = [Document(path, "x = 1\n") for path in listed + ["json/decoder.py", "os.py", "ast.py"]]
+    training, heldout = split_documents(documents)
+    assert [d.path for d in heldout] == listed
+    assert not {d.path for d in training} & set(listed)
+    assert split_documents(documents) == (training, heldout)
+
+
+def test_pack_round_trips(tmp_path):
+    documents = [Document("a.py", "print(1)\n"), Document("pkg/b.py", "x = 'é'\n")]
+    write_pack(documents, tmp_path / "corpus.jsonl.gz")
+    assert read_pack(tmp_path / "corpus.jsonl.gz") == documents
+
+
+def _small_documents() -> list[Document]:
+    return [Document(name, (STDLIB_DIR / name).read_text(encoding="utf-8")) for name in SMALL_FILES]
+
+
+def test_rows_are_full_length_and_resume_exactly(tokenizer, ids):
+    indexed = index_documents(tokenizer, _small_documents())
+    stream = RowStream(tokenizer, indexed, row_tokens=128, seed=3, mix=SampleMix(1 / 3, 1 / 3, 1 / 3))
+    for _ in range(5):
+        row, labels = stream.next_row()
+        assert len(row) == len(labels) == 128
+        assert all((label == IGNORE_INDEX) == (token == ids.fim_pad) for token, label in zip(row, labels))
+    state = stream.state_dict()
+    expected = [stream.next_row() for _ in range(4)]
+    resumed = RowStream(tokenizer, indexed, row_tokens=128, seed=3, mix=SampleMix(1 / 3, 1 / 3, 1 / 3))
+    resumed.load_state_dict(state)
+    assert [resumed.next_row() for _ in range(4)] == expected
+
+
+def _tiny_args(out: Path, corpus: Path, steps: int) -> TrainArgs:
+    return TrainArgs(
+        out=str(out), corpus=str(corpus), vocab_size=300, n_positions=64, n_embd=32, n_layer=1, n_head=2,
+        batch_rows=4, steps=steps, lr=1e-2, warmup_steps=2, checkpoint_every=5, log_every=1, threads=1,
+        device="cpu",
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    write_pack(_small_documents(), root / "corpus.jsonl.gz")
+    final = run(_tiny_args(root / "run", root / "corpus.jsonl.gz", steps=20), resume=False)
+    return root, final
+
+
+def test_training_lowers_the_loss_and_checkpoints(trained_run):
+    root, final = trained_run
+    losses = [json.loads(line)["loss"] for line in (root / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 20 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5
+    assert final.name == "step-00000020.pt"
+    assert [p.name for p in ckpt.list_checkpoints(root / "run")] == ["step-00000010.pt", "step-00000015.pt", final.name]
+
+
+def test_resume_reproduces_the_uninterrupted_run(trained_run, tmp_path):
+    root, final = trained_run
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    middle = ckpt.checkpoint_dir(root / "run") / "step-00000015.pt"
+    (run_dir / "checkpoints" / middle.name).write_bytes(middle.read_bytes())
+    resumed = run(_tiny_args(run_dir, root / "corpus.jsonl.gz", steps=20), resume=True)
+    expected, got = ckpt.load_checkpoint(final)["model"], ckpt.load_checkpoint(resumed)["model"]
+    assert all(torch.equal(expected[name], got[name]) for name in expected)
+
+
+def test_export_writes_a_loadable_directory(trained_run, tmp_path):
+    _, final = trained_run
+    out = export_checkpoint(final, tmp_path / "tiny")
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= {p.name for p in out.iterdir()}
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert model.config.multi_query and model.config.pad_token_id == 4 and model.config.eos_token_id == 0
+    assert tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<fim-prefix>", "<fim-middle>", "<fim-suffix>"]) == [0, 1, 2, 3]
+    assert tokenizer.pad_token_id == 4 and tokenizer.model_max_length == model.config.n_positions == 64
+    input_ids = torch.tensor([[1] + encode_text(tokenizer, "def f(x):\n") + [3, 2]])
+    saved_model = GPTBigCodeFromCheckpoint(final)
+    with torch.no_grad():
+        assert torch.allclose(model(input_ids).logits, saved_model(input_ids).logits, atol=1e-5)
+
+
+def GPTBigCodeFromCheckpoint(path: Path):
+    from model_runtime.training.export import build_model
+
+    return build_model(ckpt.load_checkpoint(path))
+
+
+def test_resume_keeps_saved_settings_but_may_extend_steps():
+    from model_runtime.training.train import merge_resumed_args, parse_args
+
+    saved = {**TrainArgs().__dict__, "steps": 100, "lr": 1e-3}
+    args, resume, given = parse_args(["--out", "runs/x", "--resume", "--steps", "300", "--threads", "1"])
+    assert resume and given == {"out", "steps", "threads"}
+    merged = merge_resumed_args(saved, args, given)
+    assert (merged.steps, merged.threads, merged.lr) == (300, 1, 1e-3)
+    args, _, given = parse_args(["--resume", "--lr", "5e-3"])
+    with pytest.raises(SystemExit, match="lr"):
+        merge_resumed_args(saved, args, given)
