@@ -53,6 +53,11 @@ def _evaluation_section(evaluation: dict | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _line_fim_note(saved: dict) -> str:
+    started = saved.get("line_fim_from_step")
+    return f" from step {started} on" if started else ""
+
+
 def _hardware(saved: dict) -> str:
     device = saved.get("device", "cpu")
     return f"the CPU, {saved['args']['threads']} threads" if device == "cpu" else f"one {device} GPU"
@@ -85,8 +90,9 @@ Tokenizer: byte-level BPE with {config['vocab_size']} tokens trained on the trai
 
 - Objective: next-token prediction on rows of exactly {args['n_positions']} tokens packed with
   {args['plain_rate']:.0%} plain, {args['psm_rate']:.0%} PSM and {args['spm_rate']:.0%} SPM samples
-  (split at two random character positions; SPM is SantaCoder's variant
-  `<fim-prefix><fim-suffix> S <fim-middle> P M`).
+  (SPM is SantaCoder's variant `<fim-prefix><fim-suffix> S <fim-middle> P M`); the middle of a
+  FIM sample is cut at two random character positions, or, for {args.get('line_fim_rate', 0.0):.0%} of FIM
+  samples{_line_fim_note(saved)}, is one to three whole lines.
 - Budget: {saved['step']} steps of {args['batch_rows']} x {args['n_positions']} tokens = {saved['tokens'] / 1e6:.1f} M tokens,
   {saved['elapsed_s'] / 60:.0f} minutes of training steps on {_hardware(saved)} (seed {args['seed']}).
 - AdamW (betas 0.9/0.95, weight decay {args['weight_decay']}), peak learning rate {args['lr']}, {args['warmup_steps']} warmup

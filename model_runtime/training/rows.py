@@ -114,7 +114,7 @@ class RowStream:
         end_char = int(document.token_ends[last])
         text = document.text[cursor.char : end_char]
         ends_document = last == len(document.token_ends) - 1
-        sample = build_sample(self.tokenizer, self.ids, text, kind, self.rng, ends_document)
+        sample = build_sample(self.tokenizer, self.ids, text, kind, self.rng, ends_document, self.mix.line_rate)
         cursor.token, cursor.char = last + 1, end_char
         if ends_document:
             self.open[slot] = self._next_cursor()

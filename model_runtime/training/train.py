@@ -62,6 +62,7 @@ class TrainArgs:
     plain_rate: float = 0.2
     psm_rate: float = 0.4
     spm_rate: float = 0.4
+    line_fim_rate: float = 0.5  # share of FIM samples with whole-line middles (samples.py)
     checkpoint_every: int = 100
     log_every: int = 10
     threads: int = 2
@@ -82,11 +83,17 @@ def parse_args(argv: Sequence[str] | None) -> tuple[TrainArgs, bool, set[str]]:
 
 
 def merge_resumed_args(saved: dict, args: TrainArgs, given: set[str]) -> TrainArgs:
-    """The saved arguments of a run, with the explicitly given changeable ones applied."""
-    fixed = sorted(name for name in given - {"out", *_CHANGEABLE_ON_RESUME} if getattr(args, name) != saved.get(name))
+    """The saved arguments of a run, with the explicitly given changeable ones applied.
+
+    Settings newer than the checkpoint (absent from ``saved``) take the given value or the default.
+    """
+    fixed = sorted(
+        name for name in given - {"out", *_CHANGEABLE_ON_RESUME} if name in saved and getattr(args, name) != saved[name]
+    )
     if fixed:
         raise SystemExit(f"--resume keeps the run's settings; these cannot change: {', '.join(fixed)}")
-    return TrainArgs(**{**saved, **{name: getattr(args, name) for name in given & set(_CHANGEABLE_ON_RESUME)}})
+    changes = {name: getattr(args, name) for name in given if name in _CHANGEABLE_ON_RESUME or name not in saved}
+    return TrainArgs(**{**saved, **changes})
 
 
 def resolve_device(name: str) -> torch.device:
@@ -152,8 +159,9 @@ def train_step(model, optimizer, batch: tuple[torch.Tensor, torch.Tensor], devic
     return loss.item()
 
 
-def _checkpoint_payload(model, optimizer, stream, args, tokenizer_json, tokens, elapsed_s, loss) -> dict:
+def _checkpoint_payload(model, optimizer, stream, args, tokenizer_json, tokens, elapsed_s, loss, extra) -> dict:
     return {
+        **extra,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "config": model.config.to_dict(),
         "optimizer": optimizer.state_dict(),
@@ -182,7 +190,11 @@ def run(args: TrainArgs, resume: bool, given: set[str] | None = None) -> Path:
     saved = ckpt.load_checkpoint(ckpt.latest_checkpoint(run_dir)) if resume else None
     if resume and saved is None:
         raise SystemExit(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
+    extra = {}  # history that the model card reports
     if saved:
+        if "line_fim_rate" not in saved["args"]:  # a run started before whole-line middles existed
+            extra["line_fim_from_step"] = saved["step"]
+        extra = {"line_fim_from_step": saved.get("line_fim_from_step"), **extra}
         args = merge_resumed_args(saved["args"], args, given if given is not None else set())
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -194,7 +206,7 @@ def run(args: TrainArgs, resume: bool, given: set[str] | None = None) -> Path:
         tokenizer = prepare_tokenizer(args, [document.text for document in documents])
     tokenizer_json = ckpt.tokenizer_to_json(tokenizer)
     special = SpecialIds.from_tokenizer(tokenizer)
-    mix = SampleMix(args.plain_rate, args.psm_rate, args.spm_rate)
+    mix = SampleMix(args.plain_rate, args.psm_rate, args.spm_rate, args.line_fim_rate)
     stream = RowStream(tokenizer, index_documents(tokenizer, documents), args.n_positions, args.seed, mix)
 
     torch.manual_seed(args.seed)
@@ -217,7 +229,7 @@ def run(args: TrainArgs, resume: bool, given: set[str] | None = None) -> Path:
     parameters = sum(p.numel() for p in model.parameters())
     _log(f"{parameters / 1e6:.2f} M parameters on {device}; step {step} of {args.steps}")
 
-    payload = lambda: _checkpoint_payload(model, optimizer, stream, args, tokenizer_json, tokens, elapsed_s, loss)  # noqa: E731
+    payload = lambda: _checkpoint_payload(model, optimizer, stream, args, tokenizer_json, tokens, elapsed_s, loss, extra)  # noqa: E731
     path = None
     smoothed = None if math.isnan(loss) else loss
     bar = tqdm(total=args.steps, initial=step, file=sys.stderr, dynamic_ncols=True, smoothing=0.05)

@@ -192,3 +192,17 @@ def test_resume_keeps_saved_settings_but_may_extend_steps():
     args, _, given = parse_args(["--resume", "--lr", "5e-3"])
     with pytest.raises(SystemExit, match="lr"):
         merge_resumed_args(saved, args, given)
+
+
+def test_whole_line_middles_match_the_benchmark_layout(tokenizer, ids):
+    from model_runtime.training.samples import split_at_lines
+
+    for seed in range(30):
+        prefix, middle, suffix = split_at_lines(SOURCE, random.Random(seed))
+        assert prefix + middle + suffix == SOURCE and not middle.endswith("\n")
+        assert prefix == "" or prefix.endswith("\n")
+        assert suffix == "" or suffix.startswith("\n")
+        assert 1 <= middle.count("\n") + 1 <= 3
+    sample = build_sample(tokenizer, ids, SOURCE, "psm", random.Random(0), ends_document=False, line_rate=1.0)
+    first, second, suffix = _fim_pieces(sample, ids, "psm")
+    assert tokenizer.decode(first).endswith("\n") or not first
