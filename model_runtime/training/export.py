@@ -53,6 +53,11 @@ def _evaluation_section(evaluation: dict | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _schedule_note(saved: dict) -> str:
+    changes = saved.get("schedule_history") or []
+    return "".join(f"; at step {step} the schedule was re-stretched from {old} to {new} steps" for step, old, new in changes)
+
+
 def _line_fim_note(saved: dict) -> str:
     started = saved.get("line_fim_from_step")
     return f" from step {started} on" if started else ""
@@ -63,7 +68,7 @@ def _hardware(saved: dict) -> str:
     return f"the CPU, {saved['args']['threads']} threads" if device == "cpu" else f"one {device} GPU"
 
 
-def write_model_card(out_dir: Path, saved: dict, parameters: int, evaluation: dict | None) -> None:
+def write_model_card(out_dir: Path, saved: dict, parameters: int, evaluation: dict | None, note: str = "") -> None:
     """Write ``README.md``: data, licence, size, training budget and evaluation."""
     args, config = saved["args"], saved["config"]
     size_mb = sum(f.stat().st_size for f in out_dir.glob("*.safetensors")) / 1e6
@@ -96,17 +101,19 @@ Tokenizer: byte-level BPE with {config['vocab_size']} tokens trained on the trai
 - Budget: {saved['step']} steps of {args['batch_rows']} x {args['n_positions']} tokens = {saved['tokens'] / 1e6:.1f} M tokens,
   {saved['elapsed_s'] / 60:.0f} minutes of training steps on {_hardware(saved)} (seed {args['seed']}).
 - AdamW (betas 0.9/0.95, weight decay {args['weight_decay']}), peak learning rate {args['lr']}, {args['warmup_steps']} warmup
-  steps, cosine decay to {args['min_lr_ratio']} of the peak over {args['steps']} steps, gradient clip {args['grad_clip']}.
+  steps, cosine decay to {args['min_lr_ratio']} of the peak over {args['steps']} steps{_schedule_note(saved)}, gradient clip {args['grad_clip']}.
 - Training loss at this checkpoint (its last step): {saved['loss']:.3f}.
 - Weights: `model.safetensors`, {size_mb:.1f} MB.
-
+{f"- {note}" + chr(10) if note else ""}
 ## Evaluation
 
 {_evaluation_section(evaluation)}"""
     (out_dir / "README.md").write_text(card, encoding="utf-8")
 
 
-def export_checkpoint(checkpoint_path: Path, out_dir: Path, dtype: str = "fp32", evaluation: dict | None = None) -> Path:
+def export_checkpoint(
+    checkpoint_path: Path, out_dir: Path, dtype: str = "fp32", evaluation: dict | None = None, note: str = ""
+) -> Path:
     """Write the model directory for ``checkpoint_path`` into ``out_dir`` and return ``out_dir``."""
     saved = ckpt.load_checkpoint(checkpoint_path)
     model = build_model(saved)
@@ -120,7 +127,7 @@ def export_checkpoint(checkpoint_path: Path, out_dir: Path, dtype: str = "fp32",
     tokenizer.pad_token = FIM_PAD
     tokenizer.model_max_length = model.config.n_positions
     tokenizer.save_pretrained(out_dir)
-    write_model_card(out_dir, saved, parameters, evaluation)
+    write_model_card(out_dir, saved, parameters, evaluation, note)
     return out_dir
 
 
@@ -130,12 +137,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--dtype", choices=sorted(_DTYPES), default="fp32")
     parser.add_argument("--eval-json", type=Path, help="output of benchmarks/eval_infill.py --json, for the model card")
+    parser.add_argument("--note", default="", help="one more line for the card's training section (e.g. a resume history)")
     args = parser.parse_args(argv)
     path = args.checkpoint if args.checkpoint.is_file() else ckpt.latest_checkpoint(args.checkpoint)
     if path is None:
         parser.error(f"no checkpoint in {args.checkpoint}")
     evaluation = json.loads(args.eval_json.read_text()) if args.eval_json else None
-    export_checkpoint(path, args.out, args.dtype, evaluation)
+    export_checkpoint(path, args.out, args.dtype, evaluation, args.note)
     print(f"exported {path} to {args.out}", file=sys.stderr)
     return 0
 

@@ -159,26 +159,120 @@ def train_step(model, optimizer, batch: tuple[torch.Tensor, torch.Tensor], devic
     return loss.item()
 
 
-def _checkpoint_payload(model, optimizer, stream, args, tokenizer_json, tokens, elapsed_s, loss, extra) -> dict:
-    return {
-        **extra,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "config": model.config.to_dict(),
-        "optimizer": optimizer.state_dict(),
-        "rows": stream.state_dict(),
-        "rng": ckpt.capture_rng_state(),
-        "args": asdict(args),
-        "tokenizer_json": tokenizer_json,
-        "tokens": tokens,
-        "elapsed_s": elapsed_s,
-        "loss": loss,
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-        "python": platform.python_version(),
-    }
+@dataclass
+class _Session:
+    """Everything a training loop mutates; ``extra`` is run history that the model card reports."""
+
+    model: GPTBigCodeForCausalLM
+    optimizer: torch.optim.AdamW
+    stream: RowStream
+    device: torch.device
+    tokenizer_json: str
+    extra: dict
+    step: int = 0
+    tokens: int = 0
+    elapsed_s: float = 0.0
+    loss: float = float("nan")
+
+    def payload(self, args: TrainArgs) -> dict:
+        """The checkpoint contents (see ``checkpoint.py``)."""
+        return {
+            **self.extra,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "config": self.model.config.to_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rows": self.stream.state_dict(),
+            "rng": ckpt.capture_rng_state(),
+            "args": asdict(args),
+            "tokenizer_json": self.tokenizer_json,
+            "tokens": self.tokens,
+            "elapsed_s": self.elapsed_s,
+            "loss": self.loss,
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+            "python": platform.python_version(),
+        }
 
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def _resumed_history(saved: dict, args: TrainArgs) -> dict:
+    """Run history carried across resumes: when whole-line middles began, schedule changes."""
+    history = {key: saved[key] for key in ("line_fim_from_step", "schedule_history") if saved.get(key) is not None}
+    if "line_fim_rate" not in saved["args"]:  # a run started before whole-line middles existed
+        history["line_fim_from_step"] = saved["step"]
+    if args.steps != saved["args"]["steps"]:
+        changes = history.get("schedule_history", [])
+        history["schedule_history"] = [*changes, [saved["step"], saved["args"]["steps"], args.steps]]
+    return history
+
+
+def _start(args: TrainArgs, resume: bool, given: set[str]) -> tuple[TrainArgs, _Session]:
+    """Build (or restore from the newest checkpoint of ``args.out``) the model, data and optimizer."""
+    saved = None
+    if resume:
+        latest = ckpt.latest_checkpoint(Path(args.out))
+        if latest is None:
+            raise SystemExit(f"--resume: no checkpoint in {ckpt.checkpoint_dir(Path(args.out))}")
+        saved = ckpt.load_checkpoint(latest)
+        args = merge_resumed_args(saved["args"], args, given)
+    torch.set_num_threads(args.threads)
+    documents, _ = split_documents(load_documents(Path(args.corpus) if args.corpus else None))
+    if saved:
+        tokenizer = ckpt.tokenizer_from_json(saved["tokenizer_json"])
+    else:
+        _log(f"training a {args.vocab_size}-token BPE on {len(documents)} files")
+        tokenizer = prepare_tokenizer(args, [document.text for document in documents])
+    mix = SampleMix(args.plain_rate, args.psm_rate, args.spm_rate, args.line_fim_rate)
+    stream = RowStream(tokenizer, index_documents(tokenizer, documents), args.n_positions, args.seed, mix)
+    torch.manual_seed(args.seed)
+    model = GPTBigCodeForCausalLM(build_config(args, SpecialIds.from_tokenizer(tokenizer)))
+    optimizer = build_optimizer(model, args)
+    session = _Session(model, optimizer, stream, resolve_device(args.device), ckpt.tokenizer_to_json(tokenizer), {})
+    if saved:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        stream.load_state_dict(saved["rows"])
+        ckpt.restore_rng_state(saved["rng"])
+        session.extra = _resumed_history(saved, args)
+        session.step, session.tokens = saved["step"], saved["tokens"]
+        session.elapsed_s, session.loss = saved["elapsed_s"], saved["loss"]
+    model.to(session.device).train()
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if torch.is_tensor(value) and key != "step":
+                state[key] = value.to(session.device)
+    return args, session
+
+
+def _train_loop(session: _Session, args: TrainArgs, run_dir: Path) -> Path | None:
+    """Run steps until ``args.steps``, logging and checkpointing; returns the last checkpoint written."""
+    path, row_tokens = None, args.batch_rows * args.n_positions
+    smoothed = None if math.isnan(session.loss) else session.loss
+    bar = tqdm(total=args.steps, initial=session.step, file=sys.stderr, dynamic_ncols=True, smoothing=0.05)
+    with (run_dir / "metrics.jsonl").open("a") as metrics:
+        while session.step < args.steps:
+            started = time.perf_counter()
+            lr = learning_rate(session.step, args)
+            batch = session.stream.next_batch(args.batch_rows)
+            session.loss = train_step(session.model, session.optimizer, batch, session.device, lr, args)
+            step_s = time.perf_counter() - started
+            session.step, session.elapsed_s, session.tokens = session.step + 1, session.elapsed_s + step_s, session.tokens + row_tokens
+            smoothed = session.loss if smoothed is None else 0.95 * smoothed + 0.05 * session.loss
+            bar.update(1)
+            bar.set_postfix(loss=f"{smoothed:.3f}", tok_s=f"{row_tokens / step_s:.0f}")
+            if session.step % args.log_every == 0 or session.step == args.steps:
+                row = {"step": session.step, "loss": session.loss, "smoothed_loss": smoothed, "lr": lr,
+                       "tokens": session.tokens, "elapsed_s": round(session.elapsed_s, 1), "epoch": session.stream.epoch}
+                metrics.write(json.dumps(row) + "\n")
+                metrics.flush()
+            if session.step % args.checkpoint_every == 0 or session.step == args.steps:
+                path = ckpt.save_checkpoint(run_dir, session.step, session.payload(args))
+    bar.close()
+    _log(f"done: step {session.step}, loss {session.loss if smoothed is None else smoothed:.3f}, "
+         f"{session.tokens / 1e6:.1f} M tokens, {session.elapsed_s / 60:.1f} min")
+    return path
 
 
 def run(args: TrainArgs, resume: bool, given: set[str] | None = None) -> Path:
@@ -186,74 +280,13 @@ def run(args: TrainArgs, resume: bool, given: set[str] | None = None) -> Path:
 
     On resume the saved arguments win, except those in ``given`` (explicit flags) that may change.
     """
+    args, session = _start(args, resume, given if given is not None else set())
     run_dir = Path(args.out)
-    saved = ckpt.load_checkpoint(ckpt.latest_checkpoint(run_dir)) if resume else None
-    if resume and saved is None:
-        raise SystemExit(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
-    extra = {}  # history that the model card reports
-    if saved:
-        if "line_fim_rate" not in saved["args"]:  # a run started before whole-line middles existed
-            extra["line_fim_from_step"] = saved["step"]
-        extra = {"line_fim_from_step": saved.get("line_fim_from_step"), **extra}
-        args = merge_resumed_args(saved["args"], args, given if given is not None else set())
-    torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    documents, _ = split_documents(load_documents(Path(args.corpus) if args.corpus else None))
-    if saved:
-        tokenizer = ckpt.tokenizer_from_json(saved["tokenizer_json"])
-    else:
-        _log(f"training a {args.vocab_size}-token BPE on {len(documents)} files")
-        tokenizer = prepare_tokenizer(args, [document.text for document in documents])
-    tokenizer_json = ckpt.tokenizer_to_json(tokenizer)
-    special = SpecialIds.from_tokenizer(tokenizer)
-    mix = SampleMix(args.plain_rate, args.psm_rate, args.spm_rate, args.line_fim_rate)
-    stream = RowStream(tokenizer, index_documents(tokenizer, documents), args.n_positions, args.seed, mix)
-
-    torch.manual_seed(args.seed)
-    model = GPTBigCodeForCausalLM(build_config(args, special))
-    optimizer = build_optimizer(model, args)
-    step, tokens, elapsed_s, loss = 0, 0, 0.0, float("nan")
-    if saved:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        stream.load_state_dict(saved["rows"])
-        ckpt.restore_rng_state(saved["rng"])
-        step, tokens, elapsed_s, loss = saved["step"], saved["tokens"], saved["elapsed_s"], saved["loss"]
-    model.to(device).train()
-    for state in optimizer.state.values():
-        for key, value in state.items():
-            if torch.is_tensor(value) and key != "step":
-                state[key] = value.to(device)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "train_args.json").write_text(json.dumps(asdict(args), indent=2) + "\n")
-    parameters = sum(p.numel() for p in model.parameters())
-    _log(f"{parameters / 1e6:.2f} M parameters on {device}; step {step} of {args.steps}")
-
-    payload = lambda: _checkpoint_payload(model, optimizer, stream, args, tokenizer_json, tokens, elapsed_s, loss, extra)  # noqa: E731
-    path = None
-    smoothed = None if math.isnan(loss) else loss
-    bar = tqdm(total=args.steps, initial=step, file=sys.stderr, dynamic_ncols=True, smoothing=0.05)
-    with (run_dir / "metrics.jsonl").open("a") as metrics:
-        while step < args.steps:
-            started = time.perf_counter()
-            lr = learning_rate(step, args)
-            loss = train_step(model, optimizer, stream.next_batch(args.batch_rows), device, lr, args)
-            step_s = time.perf_counter() - started
-            step, elapsed_s = step + 1, elapsed_s + step_s
-            tokens += args.batch_rows * args.n_positions
-            smoothed = loss if smoothed is None else 0.95 * smoothed + 0.05 * loss
-            bar.update(1)
-            bar.set_postfix(loss=f"{smoothed:.3f}", tok_s=f"{args.batch_rows * args.n_positions / step_s:.0f}")
-            if step % args.log_every == 0 or step == args.steps:
-                row = {"step": step, "loss": loss, "smoothed_loss": smoothed, "lr": lr, "tokens": tokens,
-                       "elapsed_s": round(elapsed_s, 1), "epoch": stream.epoch}
-                metrics.write(json.dumps(row) + "\n")
-                metrics.flush()
-            if step % args.checkpoint_every == 0 or step == args.steps:
-                path = ckpt.save_checkpoint(run_dir, step, payload())
-    bar.close()
-    _log(f"done: step {step}, loss {loss if smoothed is None else smoothed:.3f}, {tokens / 1e6:.1f} M tokens, {elapsed_s / 60:.1f} min")
-    return path or ckpt.latest_checkpoint(run_dir)
+    parameters = sum(p.numel() for p in session.model.parameters())
+    _log(f"{parameters / 1e6:.2f} M parameters on {session.device}; step {session.step} of {args.steps}")
+    return _train_loop(session, args, run_dir) or ckpt.latest_checkpoint(run_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

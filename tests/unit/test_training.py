@@ -206,3 +206,13 @@ def test_whole_line_middles_match_the_benchmark_layout(tokenizer, ids):
     sample = build_sample(tokenizer, ids, SOURCE, "psm", random.Random(0), ends_document=False, line_rate=1.0)
     first, second, suffix = _fim_pieces(sample, ids, "psm")
     assert tokenizer.decode(first).endswith("\n") or not first
+
+
+def test_resume_history_records_schedule_changes():
+    from model_runtime.training.train import _resumed_history
+
+    saved = {"step": 1500, "args": {**TrainArgs(steps=1500).__dict__}}
+    assert _resumed_history(saved, TrainArgs(steps=1500)) == {}
+    assert _resumed_history(saved, TrainArgs(steps=3500)) == {"schedule_history": [[1500, 1500, 3500]]}
+    del saved["args"]["line_fim_rate"]
+    assert _resumed_history(saved, TrainArgs(steps=1500)) == {"line_fim_from_step": 1500}
