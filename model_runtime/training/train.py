@@ -93,6 +93,9 @@ def merge_resumed_args(saved: dict, args: TrainArgs, given: set[str]) -> TrainAr
     if fixed:
         raise SystemExit(f"--resume keeps the run's settings; these cannot change: {', '.join(fixed)}")
     changes = {name: getattr(args, name) for name in given if name in _CHANGEABLE_ON_RESUME or name not in saved}
+    # The run directory is where this resume was pointed at, even if the run was copied or
+    # moved there (the saved value would send new checkpoints back to the old place).
+    changes["out"] = args.out
     return TrainArgs(**{**saved, **changes})
 
 

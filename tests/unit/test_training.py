@@ -184,11 +184,12 @@ def GPTBigCodeFromCheckpoint(path: Path):
 def test_resume_keeps_saved_settings_but_may_extend_steps():
     from model_runtime.training.train import merge_resumed_args, parse_args
 
-    saved = {**TrainArgs().__dict__, "steps": 100, "lr": 1e-3}
+    saved = {**TrainArgs().__dict__, "steps": 100, "lr": 1e-3, "out": "runs/where-it-started"}
     args, resume, given = parse_args(["--out", "runs/x", "--resume", "--steps", "300", "--threads", "1"])
     assert resume and given == {"out", "steps", "threads"}
     merged = merge_resumed_args(saved, args, given)
     assert (merged.steps, merged.threads, merged.lr) == (300, 1, 1e-3)
+    assert merged.out == "runs/x"  # a copied run keeps writing where it was resumed
     args, _, given = parse_args(["--resume", "--lr", "5e-3"])
     with pytest.raises(SystemExit, match="lr"):
         merge_resumed_args(saved, args, given)
