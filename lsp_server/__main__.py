@@ -4,7 +4,9 @@
     santacoder-lsp complete FILE --line L --character C [--json] [--model M ...]
 
 The server speaks LSP on stdin/stdout (the default; ``--stdio`` is accepted because VS Code's
-client may add it) or on TCP. Model options given here are the defaults that the client's
+client may add it) or on TCP, to one client, on loopback unless ``--host`` says otherwise. It
+exits when the client sends ``exit`` (code 0 after ``shutdown``, else 1) or closes the
+connection (code 0). Model options given here are the defaults that the client's
 settings override. In stdio mode the protocol gets a private copy of file descriptor 1 and
 descriptor 1 itself is pointed at stderr, so a stray print (ours or a library's, Python or C)
 cannot corrupt the protocol stream.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -83,8 +86,8 @@ def run_server(argv: Sequence[str]) -> int:
     transport = parser.add_mutually_exclusive_group()
     transport.add_argument("--stdio", action="store_true", help="speak LSP on stdin/stdout (the default)")
     transport.add_argument("--tcp", action="store_true", help="listen on --host/--port instead")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=2087)
+    parser.add_argument("--host", default="127.0.0.1", help="TCP address to listen on (default: loopback only)")
+    parser.add_argument("--port", type=int, default=2087, help="TCP port (default 2087)")
     parser.add_argument("--clientProcessId", help=argparse.SUPPRESS)  # some LSP clients add it
     _add_model_options(parser)
     args = parser.parse_args(argv)
@@ -92,6 +95,7 @@ def run_server(argv: Sequence[str]) -> int:
     _configure_logging(args.log_level, args.log_file)
 
     from .server import ClientLogHandler, create_server
+    from .transport import run_stdio, run_tcp
 
     server = create_server(settings)
     forward = ClientLogHandler(server)
@@ -99,13 +103,31 @@ def run_server(argv: Sequence[str]) -> int:
         logging.getLogger(name).addHandler(forward)
     log.info("santacoder-lsp %s starting (%s)", __version__, "tcp" if args.tcp else "stdio")
     if args.tcp:
-        server.start_tcp(args.host, args.port)
-        return 0
+        try:
+            return run_tcp(server.protocol, args.host, args.port, on_listening=_announce_listening)
+        except OSError as error:
+            log.error("cannot listen on %s:%d (%s): choose another --port or --host", args.host, args.port, error.strerror or error)
+            return 1
     protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
-    server.start_io(sys.stdin.buffer, protocol_out)
-    return 0
+    return run_stdio(server.protocol, sys.stdin.fileno(), protocol_out)
+
+
+def _announce_listening(addresses: list[tuple[str, int]]) -> None:
+    """Say where the server listens, and warn loudly when that is beyond this machine: LSP
+    has no authentication, and a client chooses which model directory the server loads (and,
+    through trustRemoteCode, whether its code runs)."""
+    where = ", ".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in addresses)
+    if all(ipaddress.ip_address(host.split("%")[0]).is_loopback for host, _ in addresses):
+        log.info("listening on %s (loopback only)", where)
+        return
+    log.warning(
+        "listening on %s, NOT loopback only: any machine that can reach this one on that port can use this server, "
+        "send it code and change which model it loads; there is no authentication. Use --host 127.0.0.1 "
+        "(the default) unless every machine on this network is trusted",
+        where,
+    )
 
 
 # -- the headless command -----------------------------------------------------------------------

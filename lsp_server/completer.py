@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Callable, Hashable, Literal
 
-from model_runtime.api import CompletionRequest, CompletionResult, StopReason
+from model_runtime.api import CompletionOOMError, CompletionRequest, CompletionResult, StopReason
 
 from .completion_cache import CompletionCache, ShownSuggestion
 from .context import CursorShape, Mode, TokenCounter, Windows, describe_cursor, extract_windows, plan_budget
@@ -42,6 +42,7 @@ class Suggestion:
     windows: Windows | None = None
     result: CompletionResult | None = None  # the runtime's answer, when the model ran
     latency_ms: float = 0.0
+    document_version: int | None = None  # set by the server: the version the request was for
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,8 @@ class Completer:
         empty = Suggestion("", mode=plan.shape.mode, windows=plan.windows)
         if isinstance(result, Exception):
             self.stats.count("errors")
+            if isinstance(result, CompletionOOMError):
+                self.stats.count("outOfMemory")
             return replace(empty, reason="error")
         if result is None or result.stop_reason == StopReason.CANCELLED:
             self.stats.count("cancelled")
@@ -165,6 +168,10 @@ class Completer:
             flag.set()  # $/cancelRequest: the worker thread stops at its next decode step
             self.stats.count("cancelled")
             raise
+        except CompletionOOMError as error:
+            # Expected under memory pressure, and the runtime has retried already: one line, no traceback.
+            log.warning("completion failed for %s: %s", uri, error)
+            return error
         except Exception as error:  # noqa: BLE001 - a failed completion is logged, never fatal
             log.exception("completion failed for %s", uri)
             return error

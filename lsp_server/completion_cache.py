@@ -31,6 +31,13 @@ class CompletionCache:
         self._exact: LRUCache[Hashable, str] = LRUCache(maxsize=exact_entries)
         self._shown: LRUCache[str, ShownSuggestion] = LRUCache(maxsize=documents)
 
+    def usage(self) -> dict[str, int]:
+        """Entries held and their limits, for ``santacoder/stats``."""
+        return {
+            "exactEntries": len(self._exact), "exactCapacity": int(self._exact.maxsize),
+            "shownDocuments": len(self._shown), "shownCapacity": int(self._shown.maxsize),
+        }  # fmt: skip
+
     # -- exact -------------------------------------------------------------------------------
     def get(self, key: Hashable) -> str | None:
         return self._exact.get(key)

@@ -142,6 +142,9 @@ class DocumentStore:
     def get(self, uri: str) -> Document | None:
         return self._documents.get(uri)
 
+    def __len__(self) -> int:
+        return len(self._documents)
+
     def version(self, uri: str) -> int | None:
         document = self._documents.get(uri)
         return None if document is None else document.version

@@ -15,6 +15,9 @@ class LatestWins:
     def __init__(self) -> None:
         self._jobs: dict[str, threading.Event] = {}
 
+    def __len__(self) -> int:
+        return len(self._jobs)
+
     def start(self, uri: str) -> threading.Event:
         """A cancel flag for a new job on ``uri``; the previous job's flag is set."""
         self.cancel(uri)

@@ -8,6 +8,7 @@ stdout: logs go to stderr (``logging``) and to the client (``window/logMessage``
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import uuid
@@ -22,6 +23,7 @@ from .completer import Completer, Suggestion
 from .documents import DocumentStore, Encoding
 from .engine_adapter import load_completion_engine
 from .engine_host import EngineHost, Loader
+from .protocol import SantaCoderProtocol
 from .settings import Settings, parse_settings
 from .stats import ServerStats
 
@@ -29,13 +31,14 @@ log = logging.getLogger(__name__)
 
 ACCEPTED_COMMAND = "santacoder.accepted"
 STATS_REQUEST = "santacoder/stats"
+DOCUMENT_STATE_REQUEST = "santacoder/documentState"
 STATS_LOG_EVERY_REQUESTS = 100
 PROGRESS_CREATE_TIMEOUT_S = 5.0
 
 
 class SantaCoderServer(LanguageServer):
     def __init__(self, settings: Settings = Settings(), loader: Loader = load_completion_engine):
-        super().__init__("santacoder-lsp", __version__)
+        super().__init__("santacoder-lsp", __version__, protocol_cls=SantaCoderProtocol)
         self.settings = settings
         self.documents = DocumentStore()
         self.stats = ServerStats()
@@ -45,6 +48,10 @@ class SantaCoderServer(LanguageServer):
         self._pending_problems: list[str] = []
         self._reported: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.in_flight = 0  # completion requests being answered now (debounce, queue or decode)
+        self._newest_ticket: dict[str, int] = {}  # uri -> ticket of its newest completion request
+        self._tickets = 0
+        self.peak_in_flight = 0
 
     @property
     def encoding(self) -> Encoding:
@@ -84,6 +91,21 @@ class SantaCoderServer(LanguageServer):
         task = asyncio.ensure_future(load_model(self))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def still_newest(self, uri: str) -> bool:
+        """Yield once, then say whether this completion request is still the newest for ``uri``.
+
+        The transport hands every message already read to its handler before any handler
+        task runs, so after one yield all requests of a burst have taken their tickets and
+        the older ones answer empty without building a context window or touching the model
+        (the client has moved on from them). Measured with ``benchmarks/load_replay.py``."""
+        self._tickets += 1
+        ticket = self._newest_ticket[uri] = self._tickets
+        await asyncio.sleep(0)
+        if self._newest_ticket.get(uri) != ticket:
+            return False
+        del self._newest_ticket[uri]
+        return True
 
     def client_has_snippets(self) -> bool:
         completion = self.client_capabilities.text_document and self.client_capabilities.text_document.completion
@@ -140,8 +162,12 @@ async def _suggest_at(
     ls: SantaCoderServer, uri: str, position: types.Position, *, invoked: bool = False
 ) -> tuple[Suggestion, types.Position] | None:
     """``invoked``: the user asked explicitly, so there is nothing to debounce."""
+    if not await ls.still_newest(uri):
+        ls.stats.count("superseded")
+        return None
     document = ls.documents.get(uri)
     if document is None:
+        log.info("completion requested for %s, which is not open: empty answer", uri)
         return None
     if not ls.settings.language_enabled(document.language_id):
         ls.stats.count("disabled")
@@ -150,9 +176,15 @@ async def _suggest_at(
     cursor = document.position_at(offset, ls.encoding)
     version = document.version
     settings = replace(ls.settings, debounce_ms=0) if invoked else ls.settings
-    suggestion = await ls.completer.suggest(
-        uri, document.text, offset, settings, eol=document.eol, is_current=lambda: ls.documents.version(uri) == version
-    )
+    ls.in_flight += 1
+    ls.peak_in_flight = max(ls.peak_in_flight, ls.in_flight)
+    try:
+        suggestion = await ls.completer.suggest(
+            uri, document.text, offset, settings, eol=document.eol, is_current=lambda: ls.documents.version(uri) == version
+        )
+    finally:
+        ls.in_flight -= 1
+    suggestion = replace(suggestion, document_version=version)
     ls.stats.answered(uri, suggestion.suggestion_id)
     if ls.stats.counts["requests"] % STATS_LOG_EVERY_REQUESTS == 0:
         log.info("%s", ls.stats.log_line())
@@ -160,7 +192,10 @@ async def _suggest_at(
 
 
 def _accept_command(suggestion: Suggestion) -> types.Command:
-    return types.Command(title="Accept suggestion", command=ACCEPTED_COMMAND, arguments=[suggestion.suggestion_id])
+    """Arguments: the suggestion's id, then the document version it was made for (clients and
+    tests can check that an answer never belongs to an older version than its request's)."""
+    arguments = [suggestion.suggestion_id, suggestion.document_version]
+    return types.Command(title="Accept suggestion", command=ACCEPTED_COMMAND, arguments=arguments)
 
 
 # -- handlers ---------------------------------------------------------------------------------
@@ -179,16 +214,23 @@ def workspace_did_change_configuration(ls: SantaCoderServer, params: types.DidCh
 
 
 def text_document_did_open(ls: SantaCoderServer, params: types.DidOpenTextDocumentParams) -> None:
+    uri = params.text_document.uri
+    if ls.documents.get(uri) is not None:  # a client bug; the newer text wins
+        log.warning("didOpen for %s, which is already open: replacing its text", uri)
+        ls.completer.lanes.cancel(uri)  # its answer would be for the old text
     ls.documents.open(params.text_document)
 
 
 def text_document_did_change(ls: SantaCoderServer, params: types.DidChangeTextDocumentParams) -> None:
-    ls.documents.change(params, ls.encoding)
+    if ls.documents.change(params, ls.encoding) is None:
+        log.warning("didChange for %s, which is not open: ignored", params.text_document.uri)
     ls.completer.lanes.cancel(params.text_document.uri)  # its answer would be for an old version
 
 
 def text_document_did_close(ls: SantaCoderServer, params: types.DidCloseTextDocumentParams) -> None:
     uri = params.text_document.uri
+    if ls.documents.get(uri) is None:
+        log.warning("didClose for %s, which is not open: ignored", uri)
     ls.documents.close(uri)
     ls.completer.forget(uri)
     ls.stats.closed(uri)
@@ -268,7 +310,27 @@ def santacoder_stats(ls: SantaCoderServer, params: Any) -> dict[str, Any]:
     out = ls.stats.snapshot()
     out["model"] = ls.host.describe()
     out["settings"] = ls.settings.to_json()
+    out["queues"] = {"inFlight": ls.in_flight, "peakInFlight": ls.peak_in_flight, "decodeJobs": len(ls.completer.lanes)}
+    out["caches"] = {**ls.completer.cache.usage(), **_kv_usage(ls.host.engine), "openDocuments": len(ls.documents)}
     return out
+
+
+def _kv_usage(engine: Any) -> dict[str, int]:
+    store = getattr(engine, "kv_store", None)  # the real engine's KV slots; test engines have none
+    if store is None:
+        return {}
+    return {"kvSlots": len(store), "kvBytes": store.nbytes, "kvBudgetBytes": store.budget_bytes}
+
+
+def santacoder_document_state(ls: SantaCoderServer, params: Any) -> dict[str, Any] | None:
+    """What the server holds for a document: version, length and SHA-256 of its UTF-8 text,
+    so a client (or a test) can check that both sides agree without sending the text back."""
+    uri = params.get("uri") if isinstance(params, dict) else getattr(params, "uri", None)
+    document = ls.documents.get(uri) if isinstance(uri, str) else None
+    if document is None:
+        return None
+    digest = hashlib.sha256(document.text.encode("utf-8", "surrogatepass")).hexdigest()
+    return {"uri": uri, "version": document.version, "length": len(document.text), "sha256": digest}
 
 
 def shutdown(ls: SantaCoderServer, params: Any) -> None:
@@ -292,6 +354,7 @@ def create_server(settings: Settings = Settings(), loader: Loader = load_complet
     server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions())(text_document_completion)
     server.command(ACCEPTED_COMMAND)(santacoder_accepted)
     server.feature(STATS_REQUEST)(santacoder_stats)
+    server.feature(DOCUMENT_STATE_REQUEST)(santacoder_document_state)
     server.feature(types.SHUTDOWN)(shutdown)
     return server
 

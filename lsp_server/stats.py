@@ -33,7 +33,8 @@ def _summary(values: deque[float]) -> dict[str, float]:
 class ServerStats:
     def __init__(self) -> None:
         # requests, modelCalls, exactCacheHits, typedThroughHits, cancelled, stale, empty,
-        # notReady, disabled, errors, shown, accepted, dismissed
+        # notReady, disabled, errors (outOfMemory: those of them the runtime gave up on for
+        # lack of memory, after its one shorter retry), shown, accepted, dismissed
         self.counts: Counter[str] = Counter()
         self.latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.model_latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -77,7 +78,7 @@ class ServerStats:
 
     def snapshot(self) -> dict[str, Any]:
         names = ("requests", "modelCalls", "exactCacheHits", "typedThroughHits", "cancelled", "stale", "empty",
-                 "notReady", "disabled", "errors", "shown", "accepted", "dismissed")  # fmt: skip
+                 "notReady", "disabled", "errors", "outOfMemory", "superseded", "shown", "accepted", "dismissed")  # fmt: skip
         out: dict[str, Any] = {name: self.counts[name] for name in names}
         shown = self.counts["shown"]
         out["acceptanceRate"] = round(self.counts["accepted"] / shown, 4) if shown else 0.0

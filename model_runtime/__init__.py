@@ -6,6 +6,7 @@ imported lazily so that ``import model_runtime.api`` stays cheap for the LSP ser
 
 from .api import (
     CancelFlag,
+    CompletionOOMError,
     CompletionRequest,
     CompletionResult,
     CompletionStats,
@@ -17,6 +18,7 @@ from .api import (
 
 __all__ = [
     "CancelFlag",
+    "CompletionOOMError",
     "CompletionRequest",
     "CompletionResult",
     "CompletionStats",

@@ -84,7 +84,8 @@ class CompletionStats:
     prefill_ms: float = 0.0
     decode_ms: float = 0.0
     healed_chars: int = 0  # characters of the prefix moved into the constrained first token
-    truncated_tokens: int = 0  # prompt tokens dropped to fit the model's context
+    truncated_tokens: int = 0  # prompt tokens dropped to fit the model's context (or after running out of memory)
+    oom_retries: int = 0  # 1 when the first attempt ran out of memory and a shorter prompt was used
 
 
 @dataclass(frozen=True)
@@ -108,3 +109,11 @@ class ModelInfo:
 
 class ModelLoadError(RuntimeError):
     """A model could not be loaded. The message is one line that says what to do."""
+
+
+class CompletionOOMError(RuntimeError):
+    """One completion ran out of memory twice: with its prompt, then with about half of it.
+
+    Only that request failed: the engine holds no lock and no half-written KV afterwards, so
+    the next request runs normally. The message is one line that says what to do.
+    """

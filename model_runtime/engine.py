@@ -4,10 +4,15 @@ Contract of ``Engine.complete``: blocking and thread-safe. One decode runs at a 
 engine's lock); other callers wait, and a caller whose cancel flag is set or whose deadline
 passes while it waits returns at once. The KV slot store is touched only under that lock.
 ``tokenize``/``count_tokens`` may be called from any thread, also while a decode runs.
+
+Out of memory during a completion: the engine drops its KV slots, frees what the device caches
+and retries that request once with about half the prompt; if that runs out too, the request
+raises ``CompletionOOMError`` and the engine stays usable for the next one.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -19,6 +24,7 @@ from transformers import DynamicCache
 from .api import (
     FIM_ORDERS,
     CancelFlag,
+    CompletionOOMError,
     CompletionRequest,
     CompletionResult,
     CompletionStats,
@@ -32,7 +38,7 @@ from .api import (
 from .decode import forward_tokens, sample
 from .fim import FimTokens, find_fim_tokens
 from .kv_cache import KVSlotStore
-from .loader import load_model
+from .loader import _is_out_of_memory, load_model
 from . import static_decode
 from .static_decode import StaticGPTBigCode
 from .vocabulary import TextStream, TokenTable
@@ -52,6 +58,21 @@ class _Prompt:
     healed_chars: int
     truncated_tokens: int
     max_new_tokens: int
+
+
+class _OutOfMemory(Exception):
+    """Raised by ``_generate`` in place of an out-of-memory error, with what the log needs.
+
+    Only plain values: ``complete`` must be able to drop the original error (whose traceback
+    pins the failed attempt's tensors) before it retries.
+    """
+
+    def __init__(self, stage: str, generated_tokens: int, error: BaseException):
+        super().__init__(stage)
+        self.stage = stage  # "prefill" or "decode"
+        self.generated_tokens = generated_tokens
+        lines = str(error).strip().splitlines()
+        self.reason = lines[0][:160] if lines else type(error).__name__
 
 
 def _now_ms() -> float:
@@ -104,9 +125,67 @@ class Engine:
         try:
             queue_ms = _now_ms() - start_ms
             prompt = self._prepare(request, order)
-            return self._generate(request, prompt, stop, cancel, deadline_ms, queue_ms)
+            try:
+                return self._generate(request, prompt, stop, cancel, deadline_ms, queue_ms)
+            except _OutOfMemory as error:
+                # Keep plain values only: leaving this block drops the error and with it the
+                # failed attempt's tensors, before the retry needs their memory.
+                failed = (error.stage, error.generated_tokens)
+            return self._retry_shorter(request, order, prompt, failed, stop, cancel, deadline_ms, queue_ms)
         finally:
             self._lock.release()
+
+    def _retry_shorter(
+        self,
+        request: CompletionRequest,
+        order: str,
+        prompt: _Prompt,
+        failed: tuple[str, int],
+        stop: StopCallback | None,
+        cancel: CancelFlag | None,
+        deadline_ms: float | None,
+        queue_ms: float,
+    ) -> CompletionResult:
+        """The second and last attempt after running out of memory: about half the prompt's
+        text, cut like an over-long prompt (tail of the prefix, head of the suffix), after
+        freeing the KV slots. Cancellation and the deadline apply as in the first attempt.
+        Raises ``CompletionOOMError`` if this attempt runs out of memory too."""
+        (stage, generated_tokens), device = failed, self.info.device
+        shorter = self._prepare(request, order, budget_tokens=(len(prompt.token_ids) - _FIM_SENTINELS) // 2)
+        before, after = len(prompt.token_ids), len(shorter.token_ids)
+        dropped = self._free_memory()
+        log.warning(
+            "out of memory on %s during %s (%d prompt tokens, %d generated); dropped %d cached sequences, "
+            "retrying once with %d prompt tokens (%d truncated)",
+            device, stage, before, generated_tokens, dropped, after, shorter.truncated_tokens,
+        )  # fmt: skip
+        try:
+            result = self._generate(request, shorter, stop, cancel, deadline_ms, queue_ms)
+        except _OutOfMemory as error:
+            reason = error.reason
+        else:
+            return replace(result, stats=replace(result.stats, oom_retries=1))
+        self._free_memory()
+        # ``from None``: a chained traceback would pin this attempt's tensors for as long as the
+        # caller keeps the error; the reason is in the message instead.
+        raise CompletionOOMError(
+            f"out of memory on {device} with {before} and again with {after} prompt tokens ({reason}): free memory used by "
+            "other programs, lower the KV cache budget, or load with quantization 'nf4' or 'int8'"
+        ) from None
+
+    def _free_memory(self) -> int:
+        """Drop every KV slot and give freed blocks back to the device; return how many were dropped.
+
+        The failed request's own slot is gone already (``take`` hands it over and a failed
+        decode never puts it back); the other slots go too, as the KV caches are the only
+        memory the engine holds beyond the weights. Caller holds the engine's lock.
+        """
+        dropped = len(self.kv_store)
+        self.kv_store.clear()
+        gc.collect()  # a failed attempt's frames may sit in reference cycles, pinning tensors
+        if self.model.device.type == "cuda":
+            torch.cuda.empty_cache()  # else the freed blocks stay reserved by torch's allocator
+        return dropped
 
     def _acquire(self, cancel: CancelFlag | None, deadline_ms: float | None) -> bool:
         while not self._lock.acquire(timeout=0.005):
@@ -116,7 +195,9 @@ class Engine:
                 return False
         return True
 
-    def _prepare(self, request: CompletionRequest, order: str) -> _Prompt:
+    def _prepare(self, request: CompletionRequest, order: str, budget_tokens: int | None = None) -> _Prompt:
+        """Tokenize, heal and cut the request to fit the context, or ``budget_tokens`` of prefix
+        and suffix when given (the shorter retry after running out of memory)."""
         context = self.info.context_tokens
         max_new = max(1, min(request.max_new_tokens, context // 2))
         prefix_ids, suffix_ids = self.tokenize(request.prefix), self.tokenize(request.suffix)
@@ -131,14 +212,18 @@ class Engine:
             if len(candidates) > 1:
                 prefix_ids, healed = prefix_ids[:-1], removed
                 allowed = torch.tensor(candidates, device=self.model.device)
-        budget = context - max_new - _FIM_SENTINELS
+        budget, step = context - max_new - _FIM_SENTINELS, _TRUNCATION_STEP_TOKENS
+        if budget_tokens is not None and budget_tokens < budget:
+            # Finer steps for a small budget: 128-token steps would swallow a short prefix whole.
+            budget = max(0, budget_tokens)
+            step = max(1, min(step, budget // 4))
         truncated = 0
         if len(prefix_ids) + len(suffix_ids) > budget:
             # Keep the text nearest the cursor. The prefix's head is dropped in coarse steps so
             # that, while the user types, the kept prompt stays the same and its KV reusable.
             keep_suffix = min(len(suffix_ids), max(budget - len(prefix_ids), budget // 4))
             drop = len(prefix_ids) - (budget - keep_suffix)
-            drop = min(len(prefix_ids), -(-drop // _TRUNCATION_STEP_TOKENS) * _TRUNCATION_STEP_TOKENS)
+            drop = min(len(prefix_ids), -(-drop // step) * step)
             truncated = drop + len(suffix_ids) - keep_suffix
             prefix_ids, suffix_ids = prefix_ids[drop:], suffix_ids[:keep_suffix]
         return _Prompt(
@@ -176,21 +261,23 @@ class Engine:
         reason = interrupted()
         if reason is not None:
             return CompletionResult("", reason, stats)
-        cache, reused = self.kv_store.take(request.cache_key, prompt.token_ids)
-        if cache is None:
-            cache = self.static.new_cache() if self.static else DynamicCache()
-        fed = list(prompt.token_ids[:reused])  # ids whose KV the cache holds
         stream = TextStream(self.table, skip_bytes=prompt.healed_bytes)
         generator = None
         if request.temperature > 0 and request.seed is not None:
             generator = torch.Generator(device=self.model.device).manual_seed(request.seed)
-        generated = 0
+        cache, fed, generated, stage = None, [], 0, "prefill"  # fed: ids whose KV the cache holds
         try:
+            # Inside the try: a new full-context KV buffer or a copied slot can run out of memory too.
+            cache, reused = self.kv_store.take(request.cache_key, prompt.token_ids)
+            if cache is None:
+                cache = self.static.new_cache() if self.static else DynamicCache()
+            fed = list(prompt.token_ids[:reused])
             t0 = _now_ms()
             logits = self._forward(prompt.token_ids[reused:], cache, reused)  # [vocab]
             fed = list(prompt.token_ids)
             t1 = _now_ms()
             stats = replace(stats, reused_tokens=reused, prefilled_tokens=len(prompt.token_ids) - reused, prefill_ms=t1 - t0)
+            stage = "decode"
             allowed = prompt.allowed_first_ids
             text, reason = "", None
             while reason is None:
@@ -214,8 +301,10 @@ class Engine:
                     logits = self._forward([token], cache, len(fed))
                     fed.append(token)
             stats = replace(stats, generated_tokens=generated, decode_ms=_now_ms() - t1)
-        except BaseException:
+        except BaseException as error:
             cache = None  # possibly half-updated: never store it
+            if _is_out_of_memory(error):
+                raise _OutOfMemory(stage, generated, error) from error
             raise
         finally:
             if cache is not None and cache.get_seq_length() == len(fed):

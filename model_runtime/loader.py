@@ -5,6 +5,7 @@ Every failure a user can cause becomes a one-line ``ModelLoadError`` that says w
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -113,6 +114,37 @@ def _hub_message(source: ModelSource, error: BaseException) -> str:
     )
 
 
+def _remote_code_message(model: str, what: str) -> str:
+    return (
+        f"{model!r} needs {what} to load, which was not run: only if you trust that code, "
+        f"turn on trust_remote_code (the trustRemoteCode setting, --trust-remote-code)"
+    )
+
+
+def _refuse_custom_code(source: ModelSource, model: str) -> None:
+    """A local model whose config.json names its own Python code (``auto_map``) for a model
+    type transformers does not know is refused here, before transformers sees it: it would
+    refuse too, but with a message about the hub, or a tokenizer error first. For a known
+    type transformers ignores ``auto_map`` without trust_remote_code and uses its own code."""
+    if source.kind == "hub":
+        return  # transformers refuses after the download; its error is turned into the same message
+    try:
+        config = json.loads((Path(source.location) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # transformers reports what is wrong with it
+    auto_map = config.get("auto_map") if isinstance(config, dict) else None
+    if not isinstance(auto_map, dict) or not auto_map:
+        return
+    from transformers import CONFIG_MAPPING
+
+    if config.get("model_type") in CONFIG_MAPPING:
+        log.info("ignoring the custom code that config.json names (auto_map): trust_remote_code is off, and transformers has its own %r", config["model_type"])
+        return
+    references = [item for value in auto_map.values() for item in (value if isinstance(value, list) else [value]) if isinstance(item, str)]
+    files = sorted({reference.split("--")[-1].rsplit(".", 1)[0] + ".py" for reference in references})
+    raise ModelLoadError(_remote_code_message(model, f"Python code from its directory ({', '.join(files)}, named by auto_map in config.json)"))
+
+
 def load_model(options: LoadOptions, progress: ProgressCallback | None = None):
     """Load (model, tokenizer, device, dtype). Raises ModelLoadError for anything a user can fix."""
     report = progress or (lambda stage, fraction: None)
@@ -121,9 +153,12 @@ def load_model(options: LoadOptions, progress: ProgressCallback | None = None):
     device = choose_device(options.device)
     dtype = choose_dtype(options.dtype, device)
     quantization = _quantization_config(options.quantization, dtype)
+    trust_remote_code = options.trust_remote_code is True  # never None: transformers would ask on stdin
+    if not trust_remote_code:
+        _refuse_custom_code(source, options.model)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    common = {"trust_remote_code": options.trust_remote_code}
+    common = {"trust_remote_code": trust_remote_code}
     if source.kind != "hub":
         common["local_files_only"] = True
     try:
@@ -148,9 +183,7 @@ def load_model(options: LoadOptions, progress: ProgressCallback | None = None):
         if source.kind == "hub" and isinstance(error, (OSError, ConnectionError)):
             raise ModelLoadError(_hub_message(source, error)) from error
         if "trust_remote_code" in str(error):
-            raise ModelLoadError(
-                f"{options.model!r} needs its own code from the hub; only if you trust it, turn on trust_remote_code"
-            ) from error
+            raise ModelLoadError(_remote_code_message(options.model, "its own Python code")) from error
         raise ModelLoadError(f"could not load {options.model!r}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from error
     model.eval()
     return model, tokenizer, device, dtype, source

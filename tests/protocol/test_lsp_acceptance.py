@@ -23,4 +23,4 @@ async def test_shown_accepted_dismissed_and_latency():
         assert current["acceptanceRate"] == 0.5
         assert current["latencyMs"]["count"] == 2
         assert 0 < current["latencyMs"]["p50"] <= current["latencyMs"]["p95"]
-        assert first.command.arguments != second.command.arguments
+        assert first.command.arguments[0] != second.command.arguments[0]

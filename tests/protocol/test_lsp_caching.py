@@ -15,7 +15,7 @@ async def test_typing_the_suggestion_answers_from_the_remainder_without_a_model_
         [second] = await inline(client, "file:///w/a.py", 0, 11)
         assert second.insert_text == "ted(values, key=len)"
         assert second.range.start.character == 11
-        assert second.command.arguments == first.command.arguments  # the same suggestion
+        assert second.command.arguments[0] == first.command.arguments[0]  # the same suggestion (id), for a newer version
         current = await stats(client)
         assert (current["modelCalls"], current["typedThroughHits"], current["shown"]) == (1, 1, 1)
 
