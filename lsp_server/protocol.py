@@ -197,16 +197,11 @@ def describe_structure_error(error: BaseException) -> str:
 
 
 def _leaf_errors(error: BaseException, path: str):
-    if isinstance(error, cattrs.ClassValidationError):
+    if isinstance(error, (cattrs.ClassValidationError, cattrs.IterableValidationError)):
         with_notes, others = error.group_exceptions()
-        for sub, note in with_notes:
-            yield from _leaf_errors(sub, f"{path}.{note.name}")
-        for sub in others:
-            yield from _leaf_errors(sub, path)
-    elif isinstance(error, cattrs.IterableValidationError):
-        with_notes, others = error.group_exceptions()
-        for sub, note in with_notes:
-            yield from _leaf_errors(sub, f"{path}[{note.index}]")
+        for sub, note in with_notes:  # a field's name, or an item's index
+            step = f".{note.name}" if isinstance(error, cattrs.ClassValidationError) else f"[{note.index}]"
+            yield from _leaf_errors(sub, path + step)
         for sub in others:
             yield from _leaf_errors(sub, path)
     elif isinstance(error, BaseExceptionGroup):
