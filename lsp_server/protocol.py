@@ -76,6 +76,15 @@ class SantaCoderProtocol(LanguageServerProtocol):
         if not self._shutdown:
             log.warning("exit without shutdown first: exit code 1")
 
+    def _handle_cancel_notification(self, msg_id) -> None:
+        """Cancel a request that is still running. A cancel that arrives after the answer went
+        out is normal (clients cancel on every keystroke), so it is not worth a warning."""
+        future = self._request_futures.pop(msg_id, None)
+        if future is None:
+            log.debug("cancel for request %r, which was answered already", msg_id)
+        elif future.cancel():
+            log.debug("cancelled request %r", msg_id)
+
     # -- messages that are not what they should be ----------------------------------------
 
     def receive(self, body: bytes) -> None:
