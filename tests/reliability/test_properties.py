@@ -254,6 +254,7 @@ def test_random_editor_traffic_keeps_the_server_alive_and_in_sync(server):
     [
         ("\u2028a", (0, 0), (0, 2), "", ""),  # U+2028 is not an LSP line break
         ("abc\ndef", (0, 1), (0, 99), "X", "aX\ndef"),  # a column past the end means the end of the line
+        ("abc", (0, 1), (0, 99), "X", "aX"),  # ... also on a last line without a line break (pygls: "aXc")
         ("a\x0cb\r\nc", (0, 3), (1, 1), "", "a\x0cb"),  # form feed inside a line, CRLF after it
         ("x😀y", (0, 1), (0, 3), "", "xy"),  # UTF-16 columns around a surrogate pair
     ],
