@@ -13,6 +13,15 @@ end. ``--resume`` continues from the newest checkpoint with its saved arguments;
 ``--threads``, ``--device``, ``--checkpoint-every``, ``--log-every`` and ``--steps`` may be
 given again (a larger ``--steps`` re-stretches the cosine from the current step). On a GPU machine, pass
 ``--corpus`` a file written by ``python -m model_runtime.training.corpus pack``.
+
+``--init-from DIR`` (an exported model directory, or a bundled name such as ``tiny``) starts a
+new run from that model's weights and tokenizer instead of random ones, with a fresh optimizer
+and schedule: the way to keep training the shipped model with another data mix. Its
+architecture wins over the size flags.
+
+``--precision auto`` runs the forward pass under bf16 autocast on CUDA and on CPUs whose oneDNN
+has bf16 kernels (AVX-512 BF16 or AMX; measured 1.5x the tokens/s of fp32 on a 2-core EPYC with
+the bundled model's shape), fp32 elsewhere; weights and optimizer state stay fp32 either way.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import math
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -39,7 +48,9 @@ from .samples import SampleMix, SpecialIds
 from .tokenizer import train_tokenizer
 
 # ``steps`` may grow on resume: the cosine is then re-stretched from the current step on.
-_CHANGEABLE_ON_RESUME = ("threads", "device", "checkpoint_every", "log_every", "steps")
+_CHANGEABLE_ON_RESUME = ("threads", "device", "precision", "checkpoint_every", "log_every", "steps")
+_ARCHITECTURE = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,8 @@ class TrainArgs:
     log_every: int = 10
     threads: int = 2
     device: str = "auto"
+    precision: str = "auto"  # auto | bf16 | fp32: autocast of the forward pass (see the module text)
+    init_from: str | None = None  # an exported model directory or bundled name to start from
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[TrainArgs, bool, set[str]]:
@@ -103,6 +116,40 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``, or None for plain fp32."""
+    if precision not in PRECISIONS:
+        raise SystemExit(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "fp32":
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16
+    if device.type == "cpu":
+        supported = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        if supported:
+            return torch.bfloat16
+        if precision == "bf16":
+            raise SystemExit("--precision bf16: this CPU has no bf16 kernels (AVX-512 BF16 or AMX); use fp32")
+    return None
+
+
+def resolve_init_dir(name: str) -> Path:
+    """The model directory of ``--init-from``: a path, or the name of a bundled model."""
+    from model_runtime.loader import BUNDLED_DIR
+
+    for candidate in (Path(name), BUNDLED_DIR / name):
+        if (candidate / "config.json").is_file() and (candidate / "tokenizer.json").is_file():
+            return candidate
+    raise SystemExit(f"--init-from {name}: not a model directory (config.json and tokenizer.json) or bundled name")
+
+
+def load_init_model(directory: Path) -> tuple[GPTBigCodeForCausalLM, object]:
+    """(fp32 model, training tokenizer) of an exported model directory."""
+    model = GPTBigCodeForCausalLM.from_pretrained(directory, dtype=torch.float32)
+    tokenizer = ckpt.tokenizer_from_json((directory / "tokenizer.json").read_text(encoding="utf-8"))
+    return model, tokenizer
 
 
 def build_config(args: TrainArgs, special: SpecialIds) -> GPTBigCodeConfig:
@@ -150,9 +197,8 @@ def train_step(model, optimizer, batch: tuple[torch.Tensor, torch.Tensor], devic
     for group in optimizer.param_groups:
         group["lr"] = lr
     input_ids, labels = (tensor.to(device, non_blocking=True) for tensor in batch)  # [B, T]
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    )
+    dtype = autocast_dtype(args.precision, device)
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     with autocast:
         loss = model(input_ids=input_ids, labels=labels).loss
     loss.backward()
@@ -202,7 +248,9 @@ def _log(message: str) -> None:
 
 def _resumed_history(saved: dict, args: TrainArgs) -> dict:
     """Run history carried across resumes: when whole-line middles began, schedule changes."""
-    history = {key: saved[key] for key in ("line_fim_from_step", "schedule_history") if saved.get(key) is not None}
+    history = {
+        key: saved[key] for key in ("line_fim_from_step", "schedule_history", "init_from") if saved.get(key) is not None
+    }
     if "line_fim_rate" not in saved["args"]:  # a run started before whole-line middles existed
         history["line_fim_from_step"] = saved["step"]
     if args.steps != saved["args"]["steps"]:
@@ -222,15 +270,22 @@ def _start(args: TrainArgs, resume: bool, given: set[str]) -> tuple[TrainArgs, _
         args = merge_resumed_args(saved["args"], args, given)
     torch.set_num_threads(args.threads)
     documents, _ = split_documents(load_documents(Path(args.corpus) if args.corpus else None))
+    initial = None
     if saved:
         tokenizer = ckpt.tokenizer_from_json(saved["tokenizer_json"])
+    elif args.init_from:
+        init_dir = resolve_init_dir(args.init_from)
+        initial, tokenizer = load_init_model(init_dir)
+        config = initial.config
+        args = replace(args, **{name: getattr(config, name) for name in _ARCHITECTURE})
+        _log(f"starting from the weights of {init_dir}")
     else:
         _log(f"training a {args.vocab_size}-token BPE on {len(documents)} files")
         tokenizer = prepare_tokenizer(args, [document.text for document in documents])
     mix = SampleMix(args.plain_rate, args.psm_rate, args.spm_rate, args.line_fim_rate)
     stream = RowStream(tokenizer, index_documents(tokenizer, documents), args.n_positions, args.seed, mix)
     torch.manual_seed(args.seed)
-    model = GPTBigCodeForCausalLM(build_config(args, SpecialIds.from_tokenizer(tokenizer)))
+    model = initial or GPTBigCodeForCausalLM(build_config(args, SpecialIds.from_tokenizer(tokenizer)))
     optimizer = build_optimizer(model, args)
     session = _Session(model, optimizer, stream, resolve_device(args.device), ckpt.tokenizer_to_json(tokenizer), {})
     if saved:
@@ -241,6 +296,8 @@ def _start(args: TrainArgs, resume: bool, given: set[str]) -> tuple[TrainArgs, _
         session.extra = _resumed_history(saved, args)
         session.step, session.tokens = saved["step"], saved["tokens"]
         session.elapsed_s, session.loss = saved["elapsed_s"], saved["loss"]
+    elif initial is not None:
+        session.extra = {"init_from": str(args.init_from)}
     model.to(session.device).train()
     for state in optimizer.state.values():
         for key, value in state.items():

@@ -217,3 +217,32 @@ def test_resume_history_records_schedule_changes():
     assert _resumed_history(saved, TrainArgs(steps=3500)) == {"schedule_history": [[1500, 1500, 3500]]}
     del saved["args"]["line_fim_rate"]
     assert _resumed_history(saved, TrainArgs(steps=1500)) == {"line_fim_from_step": 1500}
+
+
+def test_init_from_starts_at_the_exported_weights_with_their_tokenizer(trained_run, tmp_path):
+    _, final = trained_run
+    exported = export_checkpoint(final, tmp_path / "exported")
+    root = final.parent.parent.parent
+    args = TrainArgs(**{**_tiny_args(tmp_path / "cont", root / "corpus.jsonl.gz", steps=1).__dict__,
+                        "init_from": str(exported), "n_embd": 64, "lr": 0.0, "warmup_steps": 1})
+    continued = ckpt.load_checkpoint(run(args, resume=False))
+    # A zero learning rate leaves the weights as they were exported; the architecture and the
+    # tokenizer are the exported model's, whatever the size flags said.
+    before = ckpt.load_checkpoint(final)
+    assert continued["config"]["n_embd"] == 32 and continued["tokenizer_json"] == before["tokenizer_json"]
+    assert all(torch.equal(before["model"][name], continued["model"][name]) for name in before["model"])
+    assert continued["init_from"] == str(exported)
+    with pytest.raises(SystemExit, match="not a model directory"):
+        run(TrainArgs(**{**args.__dict__, "init_from": str(tmp_path / "missing")}), resume=False)
+
+
+def test_precision_picks_bf16_autocast_only_where_it_has_kernels():
+    from model_runtime.training.train import autocast_dtype
+
+    cpu = torch.device("cpu")
+    assert autocast_dtype("fp32", cpu) is None
+    assert autocast_dtype("auto", torch.device("cuda")) is torch.bfloat16
+    has_bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert autocast_dtype("auto", cpu) is (torch.bfloat16 if has_bf16 else None)
+    with pytest.raises(SystemExit, match="precision"):
+        autocast_dtype("fp8", cpu)
