@@ -162,6 +162,7 @@ class DirectGreedy:
         return len(self.tokenize(text))
 
     def complete_line(self, prefix: str, suffix: str, order: str) -> str:
+        from model_runtime.decode import cache_argument
         from model_runtime.training.samples import layout_fim
 
         prompt = layout_fim(self.ids, self.tokenize(prefix), [], self.tokenize(suffix), order)[:-1]  # drop end of text
@@ -177,7 +178,8 @@ class DirectGreedy:
                 text = self.tokenizer.decode(generated)
                 if "\n" in text:
                     break
-                output = self.model(input_ids=self.torch.tensor([[token]]), past_key_values=output.past_key_values, use_cache=True)
+                past = {cache_argument(self.model): output.past_key_values}
+                output = self.model(input_ids=self.torch.tensor([[token]]), use_cache=True, **past)
         text = self.tokenizer.decode(generated)
         return text[: stop_at_newline(text)] if "\n" in text else text
 

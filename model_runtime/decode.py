@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Sequence
 
 import torch
 from transformers import DynamicCache
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_argument_of(model_class: type) -> str:
+    parameters = inspect.signature(model_class.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def cache_argument(model) -> str:
+    """The keyword under which ``model.forward`` takes its KV cache.
+
+    transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns and is to be
+    removed in 5.40); the project supports both sides of the rename.
+    """
+    return _cache_argument_of(type(model))
 
 
 @torch.inference_mode()
@@ -19,7 +36,7 @@ def forward_tokens(model, token_ids: Sequence[int], cache: DynamicCache, start_p
     positions = torch.arange(start_position, start_position + len(token_ids), device=device)  # [T]
     out = model(
         input_ids=input_ids,
-        past_key_values=cache,
+        **{cache_argument(model): cache},
         position_ids=positions.unsqueeze(0),  # [1, T]
         use_cache=True,
         logits_to_keep=1,  # only the last position's logits: the vocab projection dominates small models

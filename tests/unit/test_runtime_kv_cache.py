@@ -1,13 +1,14 @@
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 
+from model_runtime.decode import cache_argument
 from model_runtime.kv_cache import KVSlotStore, cache_nbytes, common_prefix_length
 
 
 def _prefill(model, ids):
     cache = DynamicCache()
     with torch.no_grad():
-        model(torch.tensor([ids]), past_key_values=cache, use_cache=True)
+        model(torch.tensor([ids]), use_cache=True, **{cache_argument(model): cache})
     return cache
 
 
