@@ -63,6 +63,18 @@ def _line_fim_note(saved: dict) -> str:
     return f" from step {started} on" if started else ""
 
 
+def _origin(saved: dict) -> str:
+    started = saved.get("init_from")
+    return f"(continuing from the weights of `{started}`, see below)" if started else "from scratch"
+
+
+def _precision(saved: dict) -> str:
+    if saved.get("autocast"):
+        return f", {saved['autocast']} autocast"
+    precision = saved["args"].get("precision", "fp32")
+    return "" if precision == "fp32" else f", precision {precision}"
+
+
 def _hardware(saved: dict) -> str:
     device = saved.get("device", "cpu")
     return f"the CPU, {saved['args']['threads']} threads" if device == "cpu" else f"one {device} GPU"
@@ -76,7 +88,7 @@ def write_model_card(out_dir: Path, saved: dict, parameters: int, evaluation: di
 
 A {parameters / 1e6:.1f} M-parameter `GPTBigCodeForCausalLM` (multi-query attention, {config['n_layer']} layers,
 n_embd {config['n_embd']}, {config['n_head']} heads, {config['n_positions']} positions, vocabulary {config['vocab_size']})
-trained from scratch by `python -m model_runtime.training.train`, so the project completes code
+trained {_origin(saved)} by `python -m model_runtime.training.train`, so the project completes code
 offline out of the box. It is a toy next to SantaCoder: expect short, local completions.
 
 ## Data and licence
@@ -99,7 +111,7 @@ Tokenizer: byte-level BPE with {config['vocab_size']} tokens trained on the trai
   FIM sample is cut at two random character positions, or, for {args.get('line_fim_rate', 0.0):.0%} of FIM
   samples{_line_fim_note(saved)}, is one to three whole lines.
 - Budget: {saved['step']} steps of {args['batch_rows']} x {args['n_positions']} tokens = {saved['tokens'] / 1e6:.1f} M tokens,
-  {saved['elapsed_s'] / 60:.0f} minutes of training steps on {_hardware(saved)} (seed {args['seed']}).
+  {saved['elapsed_s'] / 60:.0f} minutes of training steps on {_hardware(saved)}{_precision(saved)} (seed {args['seed']}).
 - AdamW (betas 0.9/0.95, weight decay {args['weight_decay']}), peak learning rate {args['lr']}, {args['warmup_steps']} warmup
   steps, cosine decay to {args['min_lr_ratio']} of the peak over {args['steps']} steps{_schedule_note(saved)}, gradient clip {args['grad_clip']}.
 - Training loss at this checkpoint (its last step): {saved['loss']:.3f}.

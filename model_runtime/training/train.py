@@ -238,6 +238,7 @@ class _Session:
             "elapsed_s": self.elapsed_s,
             "loss": self.loss,
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+            "autocast": "bf16" if autocast_dtype(args.precision, self.device) is torch.bfloat16 else None,
             "python": platform.python_version(),
         }
 

@@ -232,6 +232,8 @@ def test_init_from_starts_at_the_exported_weights_with_their_tokenizer(trained_r
     assert continued["config"]["n_embd"] == 32 and continued["tokenizer_json"] == before["tokenizer_json"]
     assert all(torch.equal(before["model"][name], continued["model"][name]) for name in before["model"])
     assert continued["init_from"] == str(exported)
+    card = (export_checkpoint(Path(ckpt.latest_checkpoint(tmp_path / "cont")), tmp_path / "card") / "README.md").read_text()
+    assert f"continuing from the weights of `{exported}`" in card and "from scratch" not in card
     with pytest.raises(SystemExit, match="not a model directory"):
         run(TrainArgs(**{**args.__dict__, "init_from": str(tmp_path / "missing")}), resume=False)
 
