@@ -5,7 +5,9 @@ learned absolute position embeddings and each of them must be trained. A row hol
 whole samples: each sample is the next window of a document, cut to fit the room left in the
 row, so samples never straddle rows (a FIM sample cut in two would teach the model a middle
 without its prefix). Room too small for a useful sample (under ``MIN_SAMPLE_TOKENS``) is filled
-with ``<fim-pad>``, whose labels are -100.
+with ``<fim-pad>``, whose labels are -100. With ``min_fim_tokens`` set, a FIM sample takes a
+window of a length drawn uniformly between it and the room left, so a row holds about two FIM
+samples instead of one: twice the middles (the part the benchmark scores) per trained token.
 
 Batches must not come from one file: a 300 KB test module is 20 steps of consecutive windows,
 and a model trained on such runs chases each file's statistics and never learns to use its
@@ -74,6 +76,7 @@ class RowStream:
         seed: int,
         mix: SampleMix = SampleMix(),
         open_documents: int = OPEN_DOCUMENTS,
+        min_fim_tokens: int = 0,
     ):
         if not documents:
             raise ValueError("no documents to train on")
@@ -83,6 +86,7 @@ class RowStream:
         self.row_tokens = row_tokens
         self.seed = seed
         self.mix = mix
+        self.min_fim_tokens = min_fim_tokens
         self.rng = random.Random(seed)
         self.epoch = 0
         self.position = 0  # next index into the epoch's document order
@@ -109,6 +113,8 @@ class RowStream:
         cursor = self.open[slot]
         document = self.documents[cursor.document]
         kind = self.mix.draw(self.rng)
+        if kind != "plain" and MIN_SAMPLE_TOKENS <= self.min_fim_tokens < room_tokens:
+            room_tokens = self.rng.randint(self.min_fim_tokens, room_tokens)
         budget = room_tokens - (FIM_OVERHEAD_TOKENS + FIM_SLACK_TOKENS if kind != "plain" else 1)
         last = min(cursor.token + budget, len(document.token_ends)) - 1
         end_char = int(document.token_ends[last])

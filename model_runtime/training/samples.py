@@ -79,13 +79,22 @@ def split_at_random(text: str, rng: random.Random) -> tuple[str, str, str]:
 
 
 def split_at_lines(text: str, rng: random.Random, max_lines: int = 3) -> tuple[str, str, str]:
-    """(prefix, middle, suffix) with the middle 1..``max_lines`` whole lines of ``text``.
+    """(prefix, middle, suffix) with the middle 1..``max_lines`` whole lines of ``text``, the first not blank.
 
     The prefix ends with the newline before the middle (or is empty), the middle has no final
     newline and the suffix starts with it (or is empty at the end of the text).
     """
-    starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n" and i + 1 < len(text)]
-    begin = starts[rng.randrange(len(starts))]
+    starts, blank = [], []  # where each line starts, and whether it is blank
+    position = 0
+    for line in text.split("\n"):
+        if position < len(text) or not starts:
+            starts.append(position)
+            blank.append(not line.strip())
+        position += len(line) + 1
+    # The first middle line is never blank (when the text has another): at a blank line the
+    # editor's cursor waits for the code to come, and a blank middle would teach "suggest nothing".
+    written = [start for start, is_blank in zip(starts, blank) if not is_blank] or starts
+    begin = written[rng.randrange(len(written))]
     end = text.find("\n", begin)
     if end < 0:
         end = len(text)

@@ -74,6 +74,7 @@ class TrainArgs:
     psm_rate: float = 0.4
     spm_rate: float = 0.4
     line_fim_rate: float = 0.5  # share of FIM samples with whole-line middles (samples.py)
+    min_fim_tokens: int = 0  # 0: a FIM sample fills the row's room; else its length is drawn from [this, room]
     checkpoint_every: int = 100
     log_every: int = 10
     threads: int = 2
@@ -284,7 +285,10 @@ def _start(args: TrainArgs, resume: bool, given: set[str]) -> tuple[TrainArgs, _
         _log(f"training a {args.vocab_size}-token BPE on {len(documents)} files")
         tokenizer = prepare_tokenizer(args, [document.text for document in documents])
     mix = SampleMix(args.plain_rate, args.psm_rate, args.spm_rate, args.line_fim_rate)
-    stream = RowStream(tokenizer, index_documents(tokenizer, documents), args.n_positions, args.seed, mix)
+    stream = RowStream(
+        tokenizer, index_documents(tokenizer, documents), args.n_positions, args.seed, mix,
+        min_fim_tokens=args.min_fim_tokens,
+    )
     torch.manual_seed(args.seed)
     model = initial or GPTBigCodeForCausalLM(build_config(args, SpecialIds.from_tokenizer(tokenizer)))
     optimizer = build_optimizer(model, args)

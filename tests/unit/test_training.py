@@ -248,3 +248,26 @@ def test_precision_picks_bf16_autocast_only_where_it_has_kernels():
     assert autocast_dtype("auto", cpu) is (torch.bfloat16 if has_bf16 else None)
     with pytest.raises(SystemExit, match="precision"):
         autocast_dtype("fp8", cpu)
+
+
+def test_whole_line_middles_never_start_on_a_blank_line():
+    from model_runtime.training.samples import split_at_lines
+
+    text = "def f():\n\n    \n    return 1\n\n\nx = f()\n"
+    firsts = {split_at_lines(text, random.Random(seed))[1].split("\n")[0] for seed in range(200)}
+    assert firsts == {"def f():", "    return 1", "x = f()"}
+    assert split_at_lines("\n\n", random.Random(0)) == ("\n", "", "\n")  # nothing written: a blank one
+
+
+def test_short_fim_windows_pack_several_middles_into_a_row(tokenizer, ids):
+    indexed = index_documents(tokenizer, _small_documents())
+
+    def middles_per_row(min_fim_tokens: int) -> float:
+        stream = RowStream(tokenizer, indexed, row_tokens=512, seed=5, mix=SampleMix(0.0, 0.5, 0.5),
+                           min_fim_tokens=min_fim_tokens)
+        rows = [stream.next_row()[0] for _ in range(40)]
+        assert all(len(row) == 512 for row in rows)
+        return sum(row.count(ids.fim_middle) for row in rows) / len(rows)
+
+    whole, short = middles_per_row(0), middles_per_row(96)
+    assert whole < 1.3 and short > 1.7, (whole, short)
