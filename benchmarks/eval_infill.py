@@ -1,6 +1,6 @@
 """Single-line infilling exact match, in the style of the SantaCoder paper.
 
-    python benchmarks/eval_infill.py --model tiny [--limit 200] [--json runs/eval.json]
+    python benchmarks/eval_infill.py --model tiny [--limit 200] [--json runs/eval.json] [--answers runs/answers.jsonl]
 
 An example removes one non-blank line from a text. With the text split on "\\n" into lines
 L[0..n) and the removed line L[i]:
@@ -207,8 +207,11 @@ class EngineRunner:
         return self.engine.complete(request, stop=stop_at_newline).text
 
 
-def score(runner, examples: Iterable[Example], label: str) -> dict:
-    """Exact-match rates of PSM, SPM and the empty baseline over ``examples``."""
+def score(runner, examples: Iterable[Example], label: str, answers=None) -> dict:
+    """Exact-match rates of PSM, SPM and the empty baseline over ``examples``.
+
+    ``answers``, a text stream, gets one JSON line per example (expected line and both answers).
+    """
     from tqdm import tqdm
 
     hits = {"psm": 0, "spm": 0, "empty": 0}
@@ -216,10 +219,13 @@ def score(runner, examples: Iterable[Example], label: str) -> dict:
     for example in tqdm(list(examples), desc=label, file=sys.stderr, dynamic_ncols=True):
         fitted = fit_example(example, runner.context_tokens, runner.count_tokens)
         expected = example.middle.strip()
-        for order in ("psm", "spm"):
-            hits[order] += runner.complete_line(fitted.prefix, fitted.suffix, order).strip() == expected
+        got = {order: runner.complete_line(fitted.prefix, fitted.suffix, order) for order in ("psm", "spm")}
+        for order, answer in got.items():
+            hits[order] += answer.strip() == expected
         hits["empty"] += expected == ""
         total += 1
+        if answers is not None:
+            answers.write(json.dumps({"dataset": label, "source": example.source, "expected": example.middle, **got}) + "\n")
     rates = {name: count / max(1, total) for name, count in hits.items()}
     return {"examples": total, **rates, "seconds": round(time.perf_counter() - started, 1)}
 
@@ -244,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-token-healing", action="store_true", help="engine only: prompt exactly as split")
     parser.add_argument("--direct", action="store_true", help="a plain greedy loop instead of the engine")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--answers", type=Path, help="write every example's expected line and answers (JSON lines)")
     args = parser.parse_args(argv)
 
     import torch
@@ -258,9 +265,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner = EngineRunner(args.model, token_healing=not args.no_token_healing)
     builders = {"stdlib": lambda: stdlib_examples(args.stdlib_lines, args.seed), "humaneval": lambda: humaneval_examples(args.seed)}
     results = {}
+    answers = args.answers.open("w", encoding="utf-8") if args.answers else None
     for name in args.datasets.split(","):
         examples = builders[name]()[: args.limit]
-        results[name] = score(runner, examples, name)
+        results[name] = score(runner, examples, name, answers)
+    if answers is not None:
+        answers.close()
     print(format_table(results))
     if args.json:
         command = "python benchmarks/eval_infill.py " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -49,3 +49,27 @@ def test_fit_keeps_whole_lines_nearest_the_removed_one(index):
     assert fitted.suffix == example.suffix or example.suffix[len(fitted.suffix)] == "\n"
     # The budget is used: adding the next line on either side would not fit or does not exist.
     assert count(fitted.prefix) + count(fitted.suffix) > budget - 8
+
+
+def test_score_counts_stripped_hits_per_order_and_writes_every_answer():
+    import io
+    import json
+
+    class Runner:  # PSM answers right (with extra spaces), SPM answers the line above
+        context_tokens = 10_000
+
+        def count_tokens(self, text):
+            return len(text.split())
+
+        def complete_line(self, prefix, suffix, order):
+            return "  " + expected_of[prefix] + " " if order == "psm" else prefix.rstrip("\n").split("\n")[-1]
+
+    lines = TEXT.split("\n")
+    examples = [eval_infill.make_example("t.py", lines, i) for i in (2, 3, 4)]
+    expected_of = {example.prefix: example.middle.strip() for example in examples}
+    answers = io.StringIO()
+    figures = eval_infill.score(Runner(), examples, "toy", answers)
+    assert (figures["examples"], figures["psm"], figures["spm"], figures["empty"]) == (3, 1.0, 0.0, 0.0)
+    rows = [json.loads(line) for line in answers.getvalue().splitlines()]
+    assert [row["expected"] for row in rows] == ["def f(x):", "    y = x + 1", "    return y"]
+    assert rows[1]["spm"] == "def f(x):" and rows[0]["dataset"] == "toy"
