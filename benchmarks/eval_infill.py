@@ -34,6 +34,7 @@ server; ``--direct`` uses a plain greedy loop over the Hugging Face model instea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import random
@@ -265,12 +266,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner = EngineRunner(args.model, token_healing=not args.no_token_healing)
     builders = {"stdlib": lambda: stdlib_examples(args.stdlib_lines, args.seed), "humaneval": lambda: humaneval_examples(args.seed)}
     results = {}
-    answers = args.answers.open("w", encoding="utf-8") if args.answers else None
-    for name in args.datasets.split(","):
-        examples = builders[name]()[: args.limit]
-        results[name] = score(runner, examples, name, answers)
-    if answers is not None:
-        answers.close()
+    with args.answers.open("w", encoding="utf-8") if args.answers else contextlib.nullcontext() as answers:
+        for name in args.datasets.split(","):
+            examples = builders[name]()[: args.limit]
+            results[name] = score(runner, examples, name, answers)
     print(format_table(results))
     if args.json:
         command = "python benchmarks/eval_infill.py " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -2,8 +2,8 @@
 
     python benchmarks/train_throughput.py [--rows 8] [--steps 6] [--threads 2] [--rounds 2]
 
-Builds a randomly initialised GPTBigCode of ``TrainArgs``' default shape and times full
-optimizer steps (forward, backward, AdamW) on random ids, alternating the precisions in each
+Builds a randomly initialised GPTBigCode of ``TrainArgs``' default shape and times the training
+loop's own ``train_step`` (forward, backward, clipping, AdamW) on random ids, alternating the precisions in each
 round so that both see the same machine load. Prints the median ms/step (first step of each
 run is warm-up and dropped), tokens/s and the bf16/fp32 time ratio. bf16 runs only where
 ``model_runtime.training.train.autocast_dtype`` would pick it.
@@ -28,13 +28,11 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
 
-    import contextlib
-
     import torch
     from transformers import GPTBigCodeForCausalLM
 
     from model_runtime.training.samples import SpecialIds
-    from model_runtime.training.train import TrainArgs, autocast_dtype, build_config, build_optimizer
+    from model_runtime.training.train import TrainArgs, autocast_dtype, build_config, build_optimizer, train_step
 
     torch.set_num_threads(args.threads)
     shape = TrainArgs()
@@ -43,18 +41,15 @@ def main(argv=None) -> int:
     optimizer = build_optimizer(model, shape)
     ids = torch.randint(5, shape.vocab_size, (args.rows, shape.n_positions))  # [B, T]
     cpu = torch.device("cpu")
-    precisions = ["fp32"] + (["bf16"] if autocast_dtype("auto", cpu) is torch.bfloat16 else [])
+    precisions = {"fp32": None}
+    if autocast_dtype("auto", cpu) is torch.bfloat16:
+        precisions["bf16"] = torch.bfloat16
     times: dict[str, list[float]] = {name: [] for name in precisions}
     for _ in range(args.rounds):
-        for name in precisions:
-            autocast = torch.autocast("cpu", dtype=torch.bfloat16) if name == "bf16" else contextlib.nullcontext()
+        for name, dtype in precisions.items():
             for step in range(args.steps):
                 started = time.perf_counter()
-                with autocast:
-                    loss = model(input_ids=ids, labels=ids).loss
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                train_step(model, optimizer, (ids, ids), cpu, shape.lr, shape, dtype)
                 if step:
                     times[name].append(time.perf_counter() - started)
     tokens = args.rows * shape.n_positions

@@ -193,14 +193,16 @@ def prepare_tokenizer(args: TrainArgs, training_texts: list[str]):
     return train_tokenizer(training_texts, args.vocab_size)
 
 
-def train_step(model, optimizer, batch: tuple[torch.Tensor, torch.Tensor], device, lr: float, args: TrainArgs) -> float:
-    """One optimizer step on ``batch`` (input ids, labels: [B, T]); returns the loss."""
+def train_step(
+    model, optimizer, batch: tuple[torch.Tensor, torch.Tensor], device, lr: float, args: TrainArgs,
+    autocast: torch.dtype | None = None,
+) -> float:
+    """One optimizer step on ``batch`` (input ids, labels: [B, T]) under ``autocast`` (None: fp32); returns the loss."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     input_ids, labels = (tensor.to(device, non_blocking=True) for tensor in batch)  # [B, T]
-    dtype = autocast_dtype(args.precision, device)
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-    with autocast:
+    context = torch.autocast(device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
+    with context:
         loss = model(input_ids=input_ids, labels=labels).loss
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
@@ -219,6 +221,7 @@ class _Session:
     device: torch.device
     tokenizer_json: str
     extra: dict
+    autocast: torch.dtype | None = None  # resolved once from --precision and the device
     step: int = 0
     tokens: int = 0
     elapsed_s: float = 0.0
@@ -239,7 +242,7 @@ class _Session:
             "elapsed_s": self.elapsed_s,
             "loss": self.loss,
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-            "autocast": "bf16" if autocast_dtype(args.precision, self.device) is torch.bfloat16 else None,
+            "autocast": "bf16" if self.autocast is torch.bfloat16 else None,
             "python": platform.python_version(),
         }
 
@@ -292,7 +295,10 @@ def _start(args: TrainArgs, resume: bool, given: set[str]) -> tuple[TrainArgs, _
     torch.manual_seed(args.seed)
     model = initial or GPTBigCodeForCausalLM(build_config(args, SpecialIds.from_tokenizer(tokenizer)))
     optimizer = build_optimizer(model, args)
-    session = _Session(model, optimizer, stream, resolve_device(args.device), ckpt.tokenizer_to_json(tokenizer), {})
+    device = resolve_device(args.device)
+    session = _Session(
+        model, optimizer, stream, device, ckpt.tokenizer_to_json(tokenizer), {}, autocast_dtype(args.precision, device)
+    )
     if saved:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -321,7 +327,7 @@ def _train_loop(session: _Session, args: TrainArgs, run_dir: Path) -> Path | Non
             started = time.perf_counter()
             lr = learning_rate(session.step, args)
             batch = session.stream.next_batch(args.batch_rows)
-            session.loss = train_step(session.model, session.optimizer, batch, session.device, lr, args)
+            session.loss = train_step(session.model, session.optimizer, batch, session.device, lr, args, session.autocast)
             step_s = time.perf_counter() - started
             session.step, session.elapsed_s, session.tokens = session.step + 1, session.elapsed_s + step_s, session.tokens + row_tokens
             smoothed = session.loss if smoothed is None else 0.95 * smoothed + 0.05 * session.loss
