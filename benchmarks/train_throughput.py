@@ -6,7 +6,7 @@ Builds a randomly initialised GPTBigCode of ``TrainArgs``' default shape and tim
 loop's own ``train_step`` (forward, backward, clipping, AdamW) on random ids, alternating the precisions in each
 round so that both see the same machine load. Prints the median ms/step (first step of each
 run is warm-up and dropped), tokens/s and the bf16/fp32 time ratio. bf16 runs only where
-``model_runtime.training.train.autocast_dtype`` would pick it.
+``training.train.autocast_dtype`` would pick it.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ def main(argv=None) -> int:
     import torch
     from transformers import GPTBigCodeForCausalLM
 
-    from model_runtime.training.samples import SpecialIds
-    from model_runtime.training.train import TrainArgs, autocast_dtype, build_config, build_optimizer, train_step
+    from training.samples import SpecialIds
+    from training.train import TrainArgs, autocast_dtype, build_config, build_optimizer, train_step
 
     torch.set_num_threads(args.threads)
     shape = TrainArgs()

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
 
-from model_runtime.training.tokenizer import train_tokenizer_from_files
+from training.tokenizer import train_tokenizer_from_files
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 TOKENIZER_FILES = ("textwrap.py", "string.py", "bisect.py", "heapq.py", "functools.py", "fnmatch.py", "shlex.py")

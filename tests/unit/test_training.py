@@ -10,8 +10,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from model_runtime.training import checkpoint as ckpt
-from model_runtime.training.corpus import (
+from training import checkpoint as ckpt
+from training.corpus import (
     HELDOUT_LIST,
     STDLIB_DIR,
     Document,
@@ -21,10 +21,10 @@ from model_runtime.training.corpus import (
     split_documents,
     write_pack,
 )
-from model_runtime.training.export import export_checkpoint
-from model_runtime.training.rows import IGNORE_INDEX, RowStream, index_documents
-from model_runtime.training.samples import SampleMix, SpecialIds, build_sample, encode_text
-from model_runtime.training.train import TrainArgs, run
+from training.export import export_checkpoint
+from training.rows import IGNORE_INDEX, RowStream, index_documents
+from training.samples import SampleMix, SpecialIds, build_sample, encode_text
+from training.train import TrainArgs, run
 from tests.model_factory import build_tokenizer
 
 SOURCE = 'def greet(name):\n    """Say hello."""\n    return f"hello {name}"  # <fim-prefix> stays text\n'
@@ -56,6 +56,20 @@ def _fim_pieces(sample: list[int], ids: SpecialIds, order: str) -> tuple[list[in
     assert sample[1] == ids.fim_suffix
     suffix, after = sample[2:middle_at], sample[middle_at + 1 : -1]
     return after, [], suffix  # SPM: P and M follow <fim-middle> back to back
+
+
+@pytest.mark.parametrize("order", ["psm", "spm"])
+def test_training_samples_use_the_runtimes_prompt_layout(tokenizer, ids, order):
+    """A FIM sample is exactly the prompt the runtime would build, then the middle: the two
+    layouts are one piece of code, so they cannot drift apart."""
+    from model_runtime.fim import find_fim_tokens
+    from training.samples import layout_fim
+
+    runtime = find_fim_tokens(tokenizer.get_vocab())
+    prefix, middle, suffix = [10, 11], [12], [13, 14, 15]
+    assert layout_fim(ids, prefix, middle, suffix, order) == [*runtime.layout(prefix, suffix, order), *middle, ids.end_of_text]
+    with pytest.raises(ValueError):
+        layout_fim(ids, prefix, middle, suffix, "plain")
 
 
 @pytest.mark.parametrize("order", ["psm", "spm"])
@@ -176,13 +190,13 @@ def test_export_writes_a_loadable_directory(trained_run, tmp_path):
 
 
 def GPTBigCodeFromCheckpoint(path: Path):
-    from model_runtime.training.export import build_model
+    from training.export import build_model
 
     return build_model(ckpt.load_checkpoint(path))
 
 
 def test_resume_keeps_saved_settings_but_may_extend_steps():
-    from model_runtime.training.train import merge_resumed_args, parse_args
+    from training.train import merge_resumed_args, parse_args
 
     saved = {**TrainArgs().__dict__, "steps": 100, "lr": 1e-3, "out": "runs/where-it-started"}
     args, resume, given = parse_args(["--out", "runs/x", "--resume", "--steps", "300", "--threads", "1"])
@@ -196,7 +210,7 @@ def test_resume_keeps_saved_settings_but_may_extend_steps():
 
 
 def test_whole_line_middles_match_the_benchmark_layout(tokenizer, ids):
-    from model_runtime.training.samples import split_at_lines
+    from training.samples import split_at_lines
 
     for seed in range(30):
         prefix, middle, suffix = split_at_lines(SOURCE, random.Random(seed))
@@ -210,7 +224,7 @@ def test_whole_line_middles_match_the_benchmark_layout(tokenizer, ids):
 
 
 def test_resume_history_records_schedule_changes():
-    from model_runtime.training.train import _resumed_history
+    from training.train import _resumed_history
 
     saved = {"step": 1500, "args": {**TrainArgs(steps=1500).__dict__}}
     assert _resumed_history(saved, TrainArgs(steps=1500)) == {}
@@ -239,7 +253,7 @@ def test_init_from_starts_at_the_exported_weights_with_their_tokenizer(trained_r
 
 
 def test_precision_picks_bf16_autocast_only_where_it_has_kernels():
-    from model_runtime.training.train import autocast_dtype
+    from training.train import autocast_dtype
 
     cpu = torch.device("cpu")
     assert autocast_dtype("fp32", cpu) is None
@@ -251,7 +265,7 @@ def test_precision_picks_bf16_autocast_only_where_it_has_kernels():
 
 
 def test_whole_line_middles_never_start_on_a_blank_line():
-    from model_runtime.training.samples import split_at_lines
+    from training.samples import split_at_lines
 
     text = "def f():\n\n    \n    return 1\n\n\nx = f()\n"
     firsts = {split_at_lines(text, random.Random(seed))[1].split("\n")[0] for seed in range(200)}

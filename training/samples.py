@@ -7,9 +7,9 @@ before them, M is the lines without their last newline, S starts with that newli
 at the start of a line, as in the single-line infilling benchmark). A 4 M model trained on
 random splits alone for 6 M tokens almost never completed a line at line start (exact match
 0.001), because a random middle is on average a third of the window and rarely starts at a line
-start. The three pieces are tokenized the three pieces separately (as the runtime tokenizes the
-prefix and the suffix separately, so split points inside a token are seen in training too)
-and lays them out as (``model_runtime.fim.FimTokens.layout`` followed by the middle):
+start. The three pieces are tokenized separately (as the runtime tokenizes the prefix and the
+suffix separately, so split points inside a token are seen in training too) and laid out by
+``model_runtime.fim.FimTokens.layout``, followed by the middle and end of text:
 
     PSM: <fim-prefix> P <fim-suffix> S <fim-middle> M <|endoftext|>
     SPM: <fim-prefix> <fim-suffix> S <fim-middle> P M <|endoftext|>   (SantaCoder's SPM variant)
@@ -25,6 +25,8 @@ import random
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
+from model_runtime.fim import FimTokens
+
 from .tokenizer import END_OF_TEXT, FIM_MIDDLE, FIM_PAD, FIM_PREFIX, FIM_SUFFIX
 
 SampleKind = Literal["plain", "psm", "spm"]
@@ -39,6 +41,10 @@ class SpecialIds:
     fim_middle: int
     fim_suffix: int
     fim_pad: int
+
+    @property
+    def fim(self) -> FimTokens:
+        return FimTokens(self.fim_prefix, self.fim_middle, self.fim_suffix, (FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX))
 
     @classmethod
     def from_tokenizer(cls, tokenizer) -> "SpecialIds":
@@ -109,12 +115,14 @@ def split_at_lines(text: str, rng: random.Random, max_lines: int = 3) -> tuple[s
 def layout_fim(
     ids: SpecialIds, prefix: Sequence[int], middle: Sequence[int], suffix: Sequence[int], order: SampleKind
 ) -> list[int]:
-    """Token ids of one FIM sample in ``order`` ("psm" or "spm"), ending with end of text."""
-    if order == "psm":
-        return [ids.fim_prefix, *prefix, ids.fim_suffix, *suffix, ids.fim_middle, *middle, ids.end_of_text]
-    if order == "spm":
-        return [ids.fim_prefix, ids.fim_suffix, *suffix, ids.fim_middle, *prefix, *middle, ids.end_of_text]
-    raise ValueError(f"not a FIM order: {order!r}")
+    """Token ids of one FIM sample in ``order`` ("psm" or "spm"), ending with end of text.
+
+    The prompt part is the runtime's own ``FimTokens.layout``, so training and serving can
+    never disagree on where the sentinels go; the middle and end of text follow it.
+    """
+    if order not in ("psm", "spm"):
+        raise ValueError(f"not a FIM order: {order!r}")
+    return [*ids.fim.layout(prefix, suffix, order), *middle, ids.end_of_text]
 
 
 def layout_plain(ids: SpecialIds, tokens: Sequence[int], ends_document: bool) -> list[int]:

@@ -17,7 +17,7 @@ path, so it is deterministic on every machine and Python version; the list it pr
 stored in ``heldout_files.txt`` next to this module and is what evaluation reads.
 
 The whole corpus (both splits, one JSON object per line: ``{"path": ..., "text": ...}``)
-can be packed into one gzip file with ``python -m model_runtime.training.corpus pack --out
+can be packed into one gzip file with ``python -m training.corpus pack --out
 FILE`` so that training on another machine uses exactly these texts.
 """
 

@@ -1,4 +1,4 @@
-"""Train the bundled tiny FIM model: ``python -m model_runtime.training.train --out runs/tiny --seed 0``.
+"""Train the bundled tiny FIM model: ``python -m training.train --out runs/tiny --seed 0``.
 
 One command, one seed: the tokenizer is trained on the training split (byte-level BPE, ids
 0..4 = ``<|endoftext|> <fim-prefix> <fim-middle> <fim-suffix> <fim-pad>``), then a
@@ -12,7 +12,7 @@ interval and ``<out>/checkpoints/`` a checkpoint every ``--checkpoint-every`` st
 end. ``--resume`` continues from the newest checkpoint with its saved arguments; only
 ``--threads``, ``--device``, ``--checkpoint-every``, ``--log-every`` and ``--steps`` may be
 given again (a larger ``--steps`` re-stretches the cosine from the current step). On a GPU machine, pass
-``--corpus`` a file written by ``python -m model_runtime.training.corpus pack``.
+``--corpus`` a file written by ``python -m training.corpus pack``.
 
 ``--init-from DIR`` (an exported model directory, or a bundled name such as ``tiny``) starts a
 new run from that model's weights and tokenizer instead of random ones, with a fresh optimizer

@@ -1,6 +1,6 @@
 """Export a training checkpoint as a Hugging Face model directory (the bundled model's form).
 
-``python -m model_runtime.training.export --checkpoint runs/tiny/checkpoints/step-00001500.pt
+``python -m training.export --checkpoint runs/tiny/checkpoints/step-00001500.pt
 --out model_runtime/bundled/tiny [--eval-json runs/eval.json]``
 
 The directory loads with ``AutoModelForCausalLM.from_pretrained(dir)`` and
@@ -88,15 +88,15 @@ def write_model_card(out_dir: Path, saved: dict, parameters: int, evaluation: di
 
 A {parameters / 1e6:.1f} M-parameter `GPTBigCodeForCausalLM` (multi-query attention, {config['n_layer']} layers,
 n_embd {config['n_embd']}, {config['n_head']} heads, {config['n_positions']} positions, vocabulary {config['vocab_size']})
-trained {_origin(saved)} by `python -m model_runtime.training.train`, so the project completes code
+trained {_origin(saved)} by `python -m training.train`, so the project completes code
 offline out of the box. It is a toy next to SantaCoder: expect short, local completions.
 
 ## Data and licence
 
 Python files of the CPython {saved.get('python', platform.python_version())} standard library
 (test folders included; generated codec tables, `pydoc_data` and site-packages excluded), see
-`model_runtime/training/corpus.py`. The held-out files listed in
-`model_runtime/training/heldout_files.txt` (about 4%, chosen by a hash of the path) were not trained
+`training/corpus.py`. The held-out files listed in
+`training/heldout_files.txt` (about 4%, chosen by a hash of the path) were not trained
 on. The CPython standard library is distributed under the Python Software Foundation License
 (PSF-2.0); the weights are derived from it.
 
