@@ -62,6 +62,9 @@ class CompletionRequest:
 
     prefix: str
     suffix: str = ""
+    # Text from other files, placed before the FIM layout (``FimTokens.layout``'s context_ids).
+    # Keep it byte-identical between keystrokes so its KV is reused; dropped whole if it cannot fit.
+    extra_context: str = ""
     max_new_tokens: int = 64
     temperature: float = 0.0  # 0 means greedy
     top_p: float = 1.0

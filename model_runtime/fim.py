@@ -28,12 +28,18 @@ class FimTokens:
     suffix_id: int
     names: tuple[str, str, str]  # (prefix, middle, suffix)
 
-    def layout(self, prefix_ids: Sequence[int], suffix_ids: Sequence[int], order: FimOrder) -> list[int]:
-        """Token ids of the prompt; the model's next token is the first of the middle."""
+    def layout(
+        self, prefix_ids: Sequence[int], suffix_ids: Sequence[int], order: FimOrder, context_ids: Sequence[int] = ()
+    ) -> list[int]:
+        """Token ids of the prompt; the model's next token is the first of the middle.
+
+        ``context_ids`` (extra context from other files) go first, before every sentinel: they
+        change only when the chosen context changes, so their KV stays reusable while typing.
+        """
         if order == "psm":
-            return [self.prefix_id, *prefix_ids, self.suffix_id, *suffix_ids, self.middle_id]
+            return [*context_ids, self.prefix_id, *prefix_ids, self.suffix_id, *suffix_ids, self.middle_id]
         if order == "spm":
-            return [self.prefix_id, self.suffix_id, *suffix_ids, self.middle_id, *prefix_ids]
+            return [*context_ids, self.prefix_id, self.suffix_id, *suffix_ids, self.middle_id, *prefix_ids]
         raise ValueError(f"unknown FIM order {order!r}: use 'psm' or 'spm'")
 
 
