@@ -110,7 +110,7 @@ class Completer:
 
     def _plan(self, engine: CompletionEngine, text: str, offset: int, eol: str, settings: Settings, model_key: Hashable) -> _Plan:
         shape = describe_cursor(text, offset, eol)
-        budget = plan_budget(engine.info.context_tokens, settings.budget_new_tokens(), settings.prefix_ratio)
+        budget = plan_budget(engine.info.prompt_budget(settings.budget_new_tokens()).prompt_tokens, settings.prefix_ratio)
         windows = extract_windows(text, offset, budget, self._token_counter(engine))
         max_new = settings.max_new_tokens if shape.mode == "multi" else settings.max_new_tokens_single_line
         return _Plan(shape, windows, max_new, (model_key, windows.prefix, windows.suffix, shape, max_new), model_key)

@@ -30,7 +30,6 @@ from cachetools import LRUCache
 
 Mode = Literal["single", "multi"]
 
-FIM_SENTINEL_TOKENS = 3
 CHARS_PER_TOKEN_ESTIMATE = 3
 WINDOW_STEP_FRACTION = 8  # a window edge jumps by about 1/8 of the prompt budget
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -63,9 +62,11 @@ class Budget:
     step_chars: int
 
 
-def plan_budget(context_tokens: int, new_tokens: int, prefix_ratio: float) -> Budget:
-    """Split the prompt budget (context minus new tokens minus FIM sentinels) by ``prefix_ratio``."""
-    total = max(2, context_tokens - new_tokens - FIM_SENTINEL_TOKENS)
+def plan_budget(prompt_tokens: int, prefix_ratio: float, extra_context_tokens: int = 0) -> Budget:
+    """Split the runtime's prompt budget (``ModelInfo.prompt_budget(...).prompt_tokens``: the
+    context minus new tokens and FIM sentinels, decided by the runtime alone) by ``prefix_ratio``,
+    after the extra-context block's share."""
+    total = max(2, prompt_tokens - extra_context_tokens)
     prefix = max(1, int(total * prefix_ratio))
     step = max(16, total * CHARS_PER_TOKEN_ESTIMATE // WINDOW_STEP_FRACTION)
     return Budget(prefix_tokens=prefix, suffix_tokens=max(1, total - prefix), step_chars=step)

@@ -33,7 +33,6 @@ class CancelFlag(Protocol):
 class StopReason(str, enum.Enum):
     EOS = "eos"  # end-of-text or a FIM token was generated
     MAX_TOKENS = "max_tokens"
-    STOP_SEQUENCE = "stop_sequence"
     CALLBACK = "callback"  # the caller's stop callback cut the text
     CANCELLED = "cancelled"
     DEADLINE = "deadline"
@@ -69,7 +68,6 @@ class CompletionRequest:
     temperature: float = 0.0  # 0 means greedy
     top_p: float = 1.0
     seed: int | None = None
-    stop_sequences: tuple[str, ...] = ()
     fim_order: FimOrder | None = None  # None: the engine's default
     cache_key: str | None = None  # names a KV slot, e.g. a document URI
     timeout_ms: float | None = None  # deadline for the whole call, queueing included
@@ -89,6 +87,7 @@ class CompletionStats:
     healed_chars: int = 0  # characters of the prefix moved into the constrained first token
     truncated_tokens: int = 0  # prompt tokens dropped to fit the model's context (or after running out of memory)
     oom_retries: int = 0  # 1 when the first attempt ran out of memory and a shorter prompt was used
+    context_tokens: int = 0  # prompt tokens of the extra-context block (0: none, or dropped to fit)
 
 
 @dataclass(frozen=True)
@@ -96,6 +95,31 @@ class CompletionResult:
     text: str
     stop_reason: StopReason
     stats: CompletionStats = field(default_factory=CompletionStats)
+    # Per generated token: its log-probability under the model's unconstrained distribution, and
+    # len(text) once it was added (before any stop cut). A caller that trims the text scores
+    # the tokens that produced what it keeps (``confidence``).
+    token_logprobs: tuple[float, ...] = ()
+    token_text_ends: tuple[int, ...] = ()
+
+    def confidence(self, shown_chars: int) -> tuple[float, float] | None:
+        """(mean, minimum) log-probability of the tokens that produced the first ``shown_chars``
+        characters of ``text``; ``None`` when no token did (or the engine gave no scores)."""
+        used = []
+        for logprob, end in zip(self.token_logprobs, self.token_text_ends):
+            used.append(logprob)
+            if end >= shown_chars:
+                break
+        if not used or shown_chars <= 0:
+            return None
+        return sum(used) / len(used), min(used)
+
+
+@dataclass(frozen=True)
+class PromptBudget:
+    """How one request shares the model's context (``model_runtime.prompt.prompt_budget``)."""
+
+    max_new_tokens: int  # the cap actually used (clamped to half the context)
+    prompt_tokens: int  # extra context + prefix + suffix, FIM sentinels excluded
 
 
 @dataclass(frozen=True)
@@ -108,6 +132,13 @@ class ModelInfo:
     fim_order: FimOrder
     fim_tokens: tuple[str, str, str]
     parameters: int
+
+    def prompt_budget(self, max_new_tokens: int) -> PromptBudget:
+        """The runtime's split of the context for a request capped at ``max_new_tokens``; the
+        server sizes its windows with this, so the two can never disagree."""
+        from .prompt import prompt_budget  # torch-free
+
+        return prompt_budget(self.context_tokens, max_new_tokens)
 
 
 class ModelLoadError(RuntimeError):

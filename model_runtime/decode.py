@@ -1,4 +1,4 @@
-"""The model calls of one completion: prefill, one decode step, sampling. Batch size is 1."""
+"""transformers' forward as a step function, logit constraints and sampling. Batch size is 1."""
 
 from __future__ import annotations
 
@@ -25,46 +25,49 @@ def cache_argument(model) -> str:
     return _cache_argument_of(type(model))
 
 
-@torch.inference_mode()
-def forward_tokens(model, token_ids: Sequence[int], cache: DynamicCache, start_position: int) -> torch.Tensor:
-    """Run ``token_ids`` after ``start_position`` cached positions; return the last logits [vocab].
+def forward_step(model, ids: torch.Tensor, positions: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
+    """transformers' forward for ``ids`` [T] at ``positions`` [T]; returns the last logits [vocab] (fp32).
 
-    Used both for prefill (many ids) and for one decode step (one id); ``cache`` grows in place.
+    The same call serves a prefill (many ids) and a decode step (one id); ``cache`` grows in
+    place. No autograd context here: the caller enters ``inference_mode`` once per run.
     """
-    device = model.device
-    input_ids = torch.tensor([list(token_ids)], device=device)  # [1, T]
-    positions = torch.arange(start_position, start_position + len(token_ids), device=device)  # [T]
     out = model(
-        input_ids=input_ids,
+        input_ids=ids[None],  # [1, T]
         **{cache_argument(model): cache},
-        position_ids=positions.unsqueeze(0),  # [1, T]
+        position_ids=positions[None],  # [1, T]
         use_cache=True,
         logits_to_keep=1,  # only the last position's logits: the vocab projection dominates small models
     )
     return out.logits[0, -1].float()  # [vocab]
 
 
-def sample(
-    logits: torch.Tensor,
-    temperature: float,
-    top_p: float,
-    generator: torch.Generator | None,
-    allowed_ids: torch.Tensor | None = None,
-) -> int:
-    """Pick the next id from ``logits`` [vocab]; greedy when ``temperature`` <= 0.
+@torch.inference_mode()
+def forward_tokens(model, token_ids: Sequence[int], cache: DynamicCache, start_position: int) -> torch.Tensor:
+    """``forward_step`` from plain ids, under inference mode (tests and tools)."""
+    device = model.device
+    ids = torch.tensor(list(token_ids), device=device)  # [T]
+    positions = torch.arange(start_position, start_position + len(token_ids), device=device)  # [T]
+    return forward_step(model, ids, positions, cache)
 
-    ``allowed_ids`` [k] restricts the choice (token healing's constrained first step).
-    """
-    if allowed_ids is not None:
-        masked = torch.full_like(logits, float("-inf"))
-        masked[allowed_ids] = logits[allowed_ids]
-        logits = masked
+
+def constrain(logits: torch.Tensor, allowed: torch.Tensor | None, banned: torch.Tensor | None) -> torch.Tensor:
+    """``logits`` [vocab] with every id outside ``allowed`` [k] (or inside ``banned`` [k]) at -inf."""
+    if allowed is not None:
+        masked = torch.full_like(logits, float("-inf"))  # [vocab]
+        return masked.index_copy(0, allowed, logits.index_select(0, allowed))
+    if banned is not None:
+        return logits.index_fill(0, banned, float("-inf"))
+    return logits
+
+
+def sample(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """The next id [1] from ``logits`` [vocab], on the device; greedy when ``temperature`` <= 0."""
     if temperature <= 0:
-        return int(torch.argmax(logits))
+        return torch.argmax(logits).reshape(1)  # [1]
     probs = torch.softmax(logits / temperature, dim=-1)  # [vocab]
     if top_p < 1.0:
         sorted_probs, order = torch.sort(probs, descending=True)  # [vocab], [vocab]
-        outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > top_p
-        sorted_probs[outside] = 0.0
+        outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > top_p  # [vocab]
+        sorted_probs = sorted_probs.masked_fill(outside, 0.0)  # masked_fill: no host sync
         probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
-    return int(torch.multinomial(probs, 1, generator=generator))
+    return torch.multinomial(probs, 1, generator=generator)  # [1]

@@ -16,7 +16,8 @@ import gc
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Sequence
 
 import torch
 from transformers import DynamicCache
@@ -35,33 +36,22 @@ from .api import (
     StopCallback,
     StopReason,
 )
-from .decode import forward_tokens, sample
+from .decode import constrain, forward_step, sample
 from .fim import FimTokens, find_fim_tokens
 from .kv_cache import KVSlotStore
 from .loader import _is_out_of_memory, load_model
+from .prompt import FIM_SENTINEL_TOKENS, HealingGuide, Prompt, PromptBuilder
 from . import static_decode
 from .static_decode import StaticGPTBigCode
 from .vocabulary import TextStream, TokenTable
 
 log = logging.getLogger(__name__)
 
-_FIM_SENTINELS = 3
-_TRUNCATION_STEP_TOKENS = 128
 _SMALL_MODEL_PARAMETERS = 50_000_000
 
 
-@dataclass(frozen=True)
-class _Prompt:
-    token_ids: list[int]
-    allowed_first_ids: torch.Tensor | None  # token healing's constraint on the first new token
-    healed_bytes: int
-    healed_chars: int
-    truncated_tokens: int
-    max_new_tokens: int
-
-
 class _OutOfMemory(Exception):
-    """Raised by ``_generate`` in place of an out-of-memory error, with what the log needs.
+    """Raised by ``_run`` in place of an out-of-memory error, with what the log needs.
 
     Only plain values: ``complete`` must be able to drop the original error (whose traceback
     pins the failed attempt's tensors) before it retries.
@@ -79,9 +69,91 @@ def _now_ms() -> float:
     return time.perf_counter() * 1000.0
 
 
+@dataclass
+class _Run:
+    """One attempt at a request: what may stop it, what it produced so far, its figures.
+
+    ``push`` takes each generated token; it decides the stop (stop callback, cap, context) and
+    ``interrupted`` the cancel flag and the deadline, so the decode loop itself only calls the
+    model. Plain Python values only: nothing here pins device memory."""
+
+    request: CompletionRequest
+    prompt: Prompt
+    stop: StopCallback | None
+    cancel: CancelFlag | None
+    deadline_ms: float | None
+    queue_ms: float
+    context_tokens: int
+    stream: TextStream
+    healing: HealingGuide
+    text: str = ""
+    reason: StopReason | None = None
+    ids: list[int] = field(default_factory=list)  # generated (non-special) tokens
+    fed: int = 0  # prompt and generated tokens whose KV the cache holds
+    logprobs: list[float] = field(default_factory=list)  # per generated token, unconstrained distribution
+    text_ends: list[int] = field(default_factory=list)  # len(text) after each generated token
+    healing_tokens: int = 0  # generated while the healed bytes were being re-produced
+    stage: str = "prefill"
+    prefill_ms: float = 0.0
+    reused_tokens: int = 0
+
+    def interrupted(self) -> StopReason | None:
+        if self.cancel is not None and self.cancel.is_set():
+            return StopReason.CANCELLED
+        if self.deadline_ms is not None and _now_ms() > self.deadline_ms:
+            return StopReason.DEADLINE
+        return None
+
+    def push(self, token: int, logprob: float) -> None:
+        """Record a generated (non-special) token; sets ``reason`` when decoding must end.
+
+        Tokens spent re-producing healed bytes do not count against the cap: with a small
+        vocabulary, healed indentation can take several tokens."""
+        healing = not self.healing.done
+        self.healing.advance(token)
+        self.ids.append(token)
+        self.logprobs.append(logprob)
+        text = self.stream.push(token)
+        if healing and not text:
+            self.healing_tokens += 1
+        if self.stop is not None:
+            cut = self.stop(text)
+            if cut is not None:
+                text, self.reason = text[:cut], StopReason.CALLBACK
+        self.text = text
+        self.text_ends.append(len(text))
+        if self.reason is None and len(self.ids) - self.healing_tokens >= self.prompt.max_new_tokens:
+            self.reason = StopReason.MAX_TOKENS
+        if self.reason is None and self.fed >= self.context_tokens:
+            self.reason = StopReason.CONTEXT_FULL
+        self.reason = self.reason or self.interrupted()
+
+    def cached_ids(self) -> list[int]:
+        """The tokens whose KV the cache holds: the prompt, then the generated ones fed back."""
+        prompt = self.prompt.token_ids
+        return list(prompt) + self.ids[: self.fed - len(prompt)]
+
+    def result(self, decode_ms: float) -> CompletionResult:
+        stats = CompletionStats(
+            prompt_tokens=len(self.prompt.token_ids),
+            reused_tokens=self.reused_tokens,
+            prefilled_tokens=len(self.prompt.token_ids) - self.reused_tokens if self.stage != "prefill" else 0,
+            generated_tokens=len(self.ids),
+            queue_ms=self.queue_ms,
+            prefill_ms=self.prefill_ms,
+            decode_ms=decode_ms,
+            healed_chars=self.prompt.healed_chars,
+            truncated_tokens=self.prompt.truncated_tokens,
+            context_tokens=self.prompt.context_tokens,
+        )
+        reason = self.reason or StopReason.EOS
+        return CompletionResult(self.text, reason, stats, tuple(self.logprobs), tuple(self.text_ends))
+
+
 class Engine:
     def __init__(self, model, tokenizer, fim: FimTokens, info: ModelInfo, kv_cache_bytes: int, static_path: bool = True):
         self.model = model
+        self.device = model.device
         # We cut prompts to the model's context ourselves; silence the tokenizer's length warning.
         tokenizer.model_max_length = 1 << 62
         # The lean static-KV forward where the model allows it, else transformers' own.
@@ -90,8 +162,9 @@ class Engine:
         self.fim = fim
         self.info = info
         self.table = TokenTable(tokenizer, extra_stop_ids=(fim.prefix_id, fim.middle_id, fim.suffix_id))
+        self.prompts = PromptBuilder(self.tokenize, self.table, fim, info)
         self.kv_store = KVSlotStore(kv_cache_bytes)
-        self._stop_tensor = torch.tensor(sorted(self.table.stop_ids), device=model.device)
+        self._stop_tensor = torch.tensor(sorted(self.table.stop_ids), device=self.device)
         self._lock = threading.Lock()  # one decode at a time; guards kv_store
         self._tokenizer_lock = threading.Lock()  # count_tokens may run beside a decode
 
@@ -124,34 +197,29 @@ class Engine:
             return CompletionResult("", reason, CompletionStats(queue_ms=_now_ms() - start_ms))
         try:
             queue_ms = _now_ms() - start_ms
-            prompt = self._prepare(request, order)
+
+            def attempt(prompt: Prompt) -> CompletionResult:
+                return self._run(_Run(request, prompt, stop, cancel, deadline_ms, queue_ms, self.info.context_tokens,
+                                      TextStream(self.table, skip_bytes=len(prompt.healed)), HealingGuide(self.table, prompt.healed)))  # fmt: skip
+
+            prompt = self.prompts.build(request, order)
             try:
-                return self._generate(request, prompt, stop, cancel, deadline_ms, queue_ms)
+                return attempt(prompt)
             except _OutOfMemory as error:
                 # Keep plain values only: leaving this block drops the error and with it the
                 # failed attempt's tensors, before the retry needs their memory.
                 failed = (error.stage, error.generated_tokens)
-            return self._retry_shorter(request, order, prompt, failed, stop, cancel, deadline_ms, queue_ms)
+            shorter = self.prompts.build(request, order, budget_tokens=(len(prompt.token_ids) - FIM_SENTINEL_TOKENS) // 2)
+            return self._retry_shorter(attempt, prompt, shorter, failed)
         finally:
             self._lock.release()
 
-    def _retry_shorter(
-        self,
-        request: CompletionRequest,
-        order: str,
-        prompt: _Prompt,
-        failed: tuple[str, int],
-        stop: StopCallback | None,
-        cancel: CancelFlag | None,
-        deadline_ms: float | None,
-        queue_ms: float,
-    ) -> CompletionResult:
+    def _retry_shorter(self, attempt, prompt: Prompt, shorter: Prompt, failed: tuple[str, int]) -> CompletionResult:
         """The second and last attempt after running out of memory: about half the prompt's
         text, cut like an over-long prompt (tail of the prefix, head of the suffix), after
         freeing the KV slots. Cancellation and the deadline apply as in the first attempt.
         Raises ``CompletionOOMError`` if this attempt runs out of memory too."""
         (stage, generated_tokens), device = failed, self.info.device
-        shorter = self._prepare(request, order, budget_tokens=(len(prompt.token_ids) - _FIM_SENTINELS) // 2)
         before, after = len(prompt.token_ids), len(shorter.token_ids)
         dropped = self._free_memory()
         log.warning(
@@ -160,7 +228,7 @@ class Engine:
             device, stage, before, generated_tokens, dropped, after, shorter.truncated_tokens,
         )  # fmt: skip
         try:
-            result = self._generate(request, shorter, stop, cancel, deadline_ms, queue_ms)
+            result = attempt(shorter)
         except _OutOfMemory as error:
             reason = error.reason
         else:
@@ -183,7 +251,7 @@ class Engine:
         dropped = len(self.kv_store)
         self.kv_store.clear()
         gc.collect()  # a failed attempt's frames may sit in reference cycles, pinning tensors
-        if self.model.device.type == "cuda":
+        if self.device.type == "cuda":
             torch.cuda.empty_cache()  # else the freed blocks stay reserved by torch's allocator
         return dropped
 
@@ -195,137 +263,77 @@ class Engine:
                 return False
         return True
 
-    def _prepare(self, request: CompletionRequest, order: str, budget_tokens: int | None = None) -> _Prompt:
-        """Tokenize, heal and cut the request to fit the context, or ``budget_tokens`` of prefix
-        and suffix when given (the shorter retry after running out of memory)."""
-        context = self.info.context_tokens
-        max_new = max(1, min(request.max_new_tokens, context // 2))
-        prefix_ids, suffix_ids = self.tokenize(request.prefix), self.tokenize(request.suffix)
-        allowed, healed = None, b""
-        if request.token_healing and prefix_ids:
-            # The prefix may end inside a token (`wo` of `world`): back off that token and let
-            # the model pick any token that starts with its bytes.
-            # Whitespace-only tokens (indentation) are left alone: "extending" them only lets
-            # the model pick a deeper indent than the one the user typed.
-            removed = self.table.bytes_of[prefix_ids[-1]]
-            candidates = self.table.ids_starting_with(removed) if removed.strip() else []
-            if len(candidates) > 1:
-                prefix_ids, healed = prefix_ids[:-1], removed
-                allowed = torch.tensor(candidates, device=self.model.device)
-        budget, step = context - max_new - _FIM_SENTINELS, _TRUNCATION_STEP_TOKENS
-        if budget_tokens is not None and budget_tokens < budget:
-            # Finer steps for a small budget: 128-token steps would swallow a short prefix whole.
-            budget = max(0, budget_tokens)
-            step = max(1, min(step, budget // 4))
-        truncated = 0
-        if len(prefix_ids) + len(suffix_ids) > budget:
-            # Keep the text nearest the cursor. The prefix's head is dropped in coarse steps so
-            # that, while the user types, the kept prompt stays the same and its KV reusable.
-            keep_suffix = min(len(suffix_ids), max(budget - len(prefix_ids), budget // 4))
-            drop = len(prefix_ids) - (budget - keep_suffix)
-            drop = min(len(prefix_ids), -(-drop // step) * step)
-            truncated = drop + len(suffix_ids) - keep_suffix
-            prefix_ids, suffix_ids = prefix_ids[drop:], suffix_ids[:keep_suffix]
-        return _Prompt(
-            token_ids=self.fim.layout(prefix_ids, suffix_ids, order),
-            allowed_first_ids=allowed,
-            healed_bytes=len(healed),
-            healed_chars=len(healed.decode("utf-8", errors="replace")),
-            truncated_tokens=truncated,
-            max_new_tokens=max_new,
-        )
+    # -- the decode loop (gpt-fast's shape) ----------------------------------------------------
+    def prefill(self, cache, token_ids: Sequence[int], start: int) -> torch.Tensor:
+        """Run the uncached prompt tokens; the logits [vocab] of the last one."""
+        ids = torch.tensor(list(token_ids), device=self.device)  # [T]
+        positions = torch.arange(start, start + len(token_ids), device=self.device)  # [T]
+        return self._step(ids, positions, cache)
 
-    def _generate(
-        self,
-        request: CompletionRequest,
-        prompt: _Prompt,
-        stop: StopCallback | None,
-        cancel: CancelFlag | None,
-        deadline_ms: float | None,
-        queue_ms: float,
-    ) -> CompletionResult:
-        stats = CompletionStats(
-            prompt_tokens=len(prompt.token_ids),
-            queue_ms=queue_ms,
-            healed_chars=prompt.healed_chars,
-            truncated_tokens=prompt.truncated_tokens,
-        )
+    def decode_one_token(self, cache, token: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        """One step: ``token`` [1] at ``position`` [1], both on the device; the next logits [vocab]."""
+        return self._step(token, position, cache)
 
-        def interrupted() -> StopReason | None:
-            if cancel is not None and cancel.is_set():
-                return StopReason.CANCELLED
-            if deadline_ms is not None and _now_ms() > deadline_ms:
-                return StopReason.DEADLINE
-            return None
+    def _step(self, ids: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
+        if self.static is not None:
+            return self.static.forward(ids, positions, cache)
+        return forward_step(self.model, ids, positions, cache)
 
-        reason = interrupted()
-        if reason is not None:
-            return CompletionResult("", reason, stats)
-        stream = TextStream(self.table, skip_bytes=prompt.healed_bytes)
+    def _next_token(self, logits: torch.Tensor, run: _Run, generator: torch.Generator | None) -> tuple[torch.Tensor, int, float]:
+        """(the chosen id [1] on the device, the same as an int, its log-probability under the
+        unconstrained distribution). One host sync: the id and its log-probability together."""
+        logits = logits[: self.table.size]  # [vocab]: drop the model's padding ids
+        if run.request.ignore_eos:
+            logits = logits.index_fill(0, self._stop_tensor, float("-inf"))
+        allowed, banned = run.healing.constraint()
+        as_tensor = lambda ids: torch.tensor(ids, dtype=torch.long, device=self.device) if ids else None  # noqa: E731
+        chosen = constrain(logits, as_tensor(allowed), as_tensor(banned))
+        token = sample(chosen, run.request.temperature, run.request.top_p, generator)  # [1]
+        logprob = torch.log_softmax(logits, dim=-1).gather(0, token)  # [1]
+        token_id, value = torch.cat([token.to(logprob.dtype), logprob]).tolist()
+        return token, int(token_id), value
+
+    def _run(self, run: _Run) -> CompletionResult:
+        request, prompt = run.request, run.prompt
+        run.reason = run.interrupted()
+        if run.reason is not None:
+            return run.result(0.0)
         generator = None
         if request.temperature > 0 and request.seed is not None:
-            generator = torch.Generator(device=self.model.device).manual_seed(request.seed)
-        cache, fed, generated, stage = None, [], 0, "prefill"  # fed: ids whose KV the cache holds
+            generator = torch.Generator(device=self.device).manual_seed(request.seed)
+        cache, t1 = None, _now_ms()
         try:
-            # Inside the try: a new full-context KV buffer or a copied slot can run out of memory too.
-            cache, reused = self.kv_store.take(request.cache_key, prompt.token_ids)
-            if cache is None:
-                cache = self.static.new_cache() if self.static else DynamicCache()
-            fed = list(prompt.token_ids[:reused])
-            t0 = _now_ms()
-            logits = self._forward(prompt.token_ids[reused:], cache, reused)  # [vocab]
-            fed = list(prompt.token_ids)
-            t1 = _now_ms()
-            stats = replace(stats, reused_tokens=reused, prefilled_tokens=len(prompt.token_ids) - reused, prefill_ms=t1 - t0)
-            stage = "decode"
-            allowed = prompt.allowed_first_ids
-            text, reason = "", None
-            while reason is None:
-                logits = logits[: self.table.size]  # drop the model's padding ids
-                if request.ignore_eos:
-                    logits = logits.index_fill(0, self._stop_tensor, float("-inf"))
-                token = sample(logits, request.temperature, request.top_p, generator, allowed)
-                allowed = None
-                if token in self.table.stop_ids:
-                    reason = StopReason.EOS
-                    break
-                generated += 1
-                text = stream.push(token)
-                text, reason = self._check_stops(text, request.stop_sequences, stop)
-                if reason is None and generated >= prompt.max_new_tokens:
-                    reason = StopReason.MAX_TOKENS
-                if reason is None and len(fed) >= self.info.context_tokens:
-                    reason = StopReason.CONTEXT_FULL
-                reason = reason or interrupted()
-                if reason is None:
-                    logits = self._forward([token], cache, len(fed))
-                    fed.append(token)
-            stats = replace(stats, generated_tokens=generated, decode_ms=_now_ms() - t1)
+            with torch.inference_mode():
+                # Inside the try: a new full-context KV buffer or a copied slot can run out of memory too.
+                cache, run.reused_tokens = self.kv_store.take(request.cache_key, prompt.token_ids)
+                if cache is None:
+                    cache = self.static.new_cache() if self.static else DynamicCache()
+                run.fed = run.reused_tokens
+                t0 = _now_ms()
+                logits = self.prefill(cache, prompt.token_ids[run.reused_tokens :], run.reused_tokens)  # [vocab]
+                run.fed, run.stage = len(prompt.token_ids), "decode"
+                t1 = _now_ms()
+                run.prefill_ms = t1 - t0
+                position = torch.tensor([run.fed], device=self.device)  # [1]
+                while run.reason is None:
+                    token, token_id, logprob = self._next_token(logits, run, generator)
+                    if token_id in self.table.stop_ids:
+                        run.reason = StopReason.EOS
+                        break
+                    run.push(token_id, logprob)
+                    if run.reason is None:
+                        logits = self.decode_one_token(cache, token, position)
+                        run.fed += 1
+                        position += 1
         except BaseException as error:
             cache = None  # possibly half-updated: never store it
             if _is_out_of_memory(error):
-                raise _OutOfMemory(stage, generated, error) from error
+                raise _OutOfMemory(run.stage, len(run.ids), error) from error
             raise
         finally:
-            if cache is not None and cache.get_seq_length() == len(fed):
-                self.kv_store.put(request.cache_key, fed, cache)
-        return CompletionResult(text, reason, stats)
-
-    def _forward(self, token_ids, cache, start_position: int) -> torch.Tensor:
-        if self.static is not None:
-            return self.static.forward(token_ids, cache, start_position)
-        return forward_tokens(self.model, token_ids, cache, start_position)
-
-    @staticmethod
-    def _check_stops(text: str, sequences: tuple[str, ...], stop: StopCallback | None) -> tuple[str, StopReason | None]:
-        cuts = [index for index in (text.find(s) for s in sequences if s) if index >= 0]
-        if cuts:
-            return text[: min(cuts)], StopReason.STOP_SEQUENCE
-        if stop is not None:
-            cut = stop(text)
-            if cut is not None:
-                return text[:cut], StopReason.CALLBACK
-        return text, None
+            if cache is not None and cache.get_seq_length() == run.fed:
+                self.kv_store.put(request.cache_key, run.cached_ids(), cache)
+        return run.result(_now_ms() - t1)
 
     def warm_up(self) -> None:
         """One tiny completion, so the first real request does not pay for lazy initialisation."""

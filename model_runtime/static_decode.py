@@ -12,8 +12,6 @@ graphs need). Greedy outputs equal the ``transformers`` path (tested on CPU).
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right
@@ -78,34 +76,34 @@ class StaticGPTBigCode:
     def new_cache(self) -> StaticKV:
         return StaticKV(len(self.blocks), self.capacity, self.head_dim, self.dtype, self.device)
 
-    @torch.inference_mode()
-    def forward(self, token_ids: Sequence[int], cache: StaticKV, start_position: int) -> torch.Tensor:
-        """Run ``token_ids`` at positions ``start_position``...; return the last logits [vocab] (fp32).
+    def forward(self, ids: torch.Tensor, positions: torch.Tensor, cache: StaticKV) -> torch.Tensor:
+        """Run ``ids`` [T] at ``positions`` [T] (consecutive, the first equal to ``cache.length``
+        or below it after a crop); return the last logits [vocab] (fp32).
 
-        Writes their keys/values into ``cache`` and sets its length to the end position.
+        Writes their keys/values into ``cache`` and sets its length to the end position. No
+        autograd context here: the caller enters ``inference_mode`` once per run.
         """
-        count = len(token_ids)
-        end = start_position + count
+        count = ids.shape[0]
+        start = cache.length
+        end = start + count
         if end > cache.capacity:
             raise ValueError(f"position {end} is past the model's context of {cache.capacity}")
-        ids = torch.tensor(list(token_ids), device=self.device)  # [T]
-        positions = torch.arange(start_position, end, device=self.device)  # [T]
         hidden = self.wte(ids) + self.wpe(positions)  # [T, E]
-        # Query t sees keys up to start_position + t: the lower-right aligned causal pattern.
+        # Query t sees keys up to start + t: the lower-right aligned causal pattern.
         mask = causal_lower_right(count, end) if count > 1 else None
         for layer, block in enumerate(self.blocks):
-            hidden = hidden + self._attention(block, layer, block.ln_1(hidden), cache, start_position, end, mask)
+            hidden = hidden + self._attention(block, layer, block.ln_1(hidden), cache, positions, end, mask)
             hidden = hidden + block.mlp(block.ln_2(hidden))  # [T, E]
         cache.length = end
         last = self.ln_f(hidden[-1:])  # [1, E]
         return self.lm_head(last)[0].float()  # [vocab]
 
-    def _attention(self, block, layer: int, x: torch.Tensor, cache: StaticKV, start: int, end: int, mask) -> torch.Tensor:
+    def _attention(self, block, layer: int, x: torch.Tensor, cache: StaticKV, positions: torch.Tensor, end: int, mask) -> torch.Tensor:
         attention = block.attn
         count = x.shape[0]
         query, key, value = attention.c_attn(x).split((self.embed_dim, self.head_dim, self.head_dim), dim=-1)
-        cache.keys[layer, start:end] = key  # key: [T, D]
-        cache.values[layer, start:end] = value
+        cache.keys[layer].index_copy_(0, positions, key)  # key: [T, D] into [capacity, D]
+        cache.values[layer].index_copy_(0, positions, value)
         keys = cache.keys[layer, :end][None, None]  # [1, 1, S, D]: one K/V head shared by all heads
         values = cache.values[layer, :end][None, None]  # [1, 1, S, D]
         if count == 1:

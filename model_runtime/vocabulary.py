@@ -49,6 +49,11 @@ class TokenTable:
         order = sorted((b, i) for i, b in enumerate(self.bytes_of) if b)
         self._sorted_bytes = [b for b, _ in order]
         self._sorted_ids = [i for _, i in order]
+        self.id_of_bytes: dict[bytes, int] = {}
+        for data, token_id in order:
+            self.id_of_bytes.setdefault(data, token_id)  # duplicates (rare): the lowest id
+        # Ids whose first byte is whitespace: barred right after healed indentation.
+        self.ids_starting_with_whitespace: list[int] = sorted(i for w in b" \t\n\r\x0b\x0c" for i in self.ids_starting_with(bytes([w])))
 
     def ids_starting_with(self, prefix: bytes) -> list[int]:
         """All non-special ids whose bytes start with ``prefix`` (binary search, then a scan)."""

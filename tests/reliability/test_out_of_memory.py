@@ -45,14 +45,14 @@ def inject_out_of_memory(engine, fails: Fails) -> list[list[int]]:
     if engine.static is not None:
         real_static = engine.static.forward
 
-        def static_forward(token_ids, cache, start_position):
-            ids = list(token_ids)
+        def static_forward(token_ids, positions, cache):
+            ids, start_position = token_ids.tolist(), int(positions[0])
             calls.append(ids)
             if fails(ids, start_position):
                 cache.keys[:, start_position : start_position + len(ids)] = float("nan")
                 cache.values[:, start_position : start_position + len(ids)] = float("nan")
                 raise torch.OutOfMemoryError(OOM_MESSAGE)
-            return real_static(token_ids, cache, start_position)
+            return real_static(token_ids, positions, cache)
 
         engine.static.forward = static_forward
     else:
@@ -193,7 +193,7 @@ def test_errors_other_than_out_of_memory_are_not_retried(engine):
     def broken(ids, start):
         raise RuntimeError("shape mismatch in layer 3")
 
-    engine.static.forward = lambda token_ids, cache, start: broken(token_ids, start)
+    engine.static.forward = lambda token_ids, positions, cache: broken(token_ids, positions)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         engine.complete(_request())
     assert not engine._lock.locked()

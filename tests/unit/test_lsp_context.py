@@ -36,13 +36,13 @@ def is_line_start(text: str, index: int) -> bool:
 
 def test_small_documents_are_sent_whole():
     text = "import os\n\ndef f():\n    return 1\n"
-    windows = extract_windows(text, 20, plan_budget(2048, 64, 0.75), COUNTER)
+    windows = extract_windows(text, 20, plan_budget(1981, 0.75), COUNTER)
     assert (windows.prefix, windows.suffix) == (text[:20], text[20:])
 
 
 def test_windows_fit_the_budget_and_start_on_line_starts():
     text = document()
-    budget = plan_budget(256, 32, 0.75)
+    budget = plan_budget(221, 0.75)
     offset = text.index("def helper_150")
     windows = extract_windows(text, offset, budget, COUNTER)
     total = budget.prefix_tokens + budget.suffix_tokens
@@ -56,14 +56,14 @@ def test_windows_fit_the_budget_and_start_on_line_starts():
 
 def test_short_suffix_gives_its_budget_to_the_prefix():
     text = document()
-    budget = plan_budget(256, 32, 0.75)
+    budget = plan_budget(221, 0.75)
     windows = extract_windows(text, len(text) - 1, budget, COUNTER)
     assert windows.prefix_tokens > budget.prefix_tokens
 
 
 def test_typing_is_append_only_and_the_window_jumps_coarsely():
     text = document()
-    budget = plan_budget(256, 32, 0.75)
+    budget = plan_budget(221, 0.75)
     offset = text.index("def helper_150")
     typed = "def typed_function(argument):\n    result = argument + 1\n    return result\n" * 4
     before = extract_windows(text, offset, budget, COUNTER)
@@ -97,7 +97,7 @@ def test_property_one_keystroke_changes_only_the_tail(lines, line_index, typed, 
     text = eol.join(lines)
     line_index = min(line_index, len(lines) - 1)
     offset = sum(len(line) + len(eol) for line in lines[:line_index]) + len(lines[line_index])
-    budget = plan_budget(96, 16, 0.75)
+    budget = plan_budget(77, 0.75)
     before = extract_windows(text, offset, budget, COUNTER)
     for windows, current, _ in type_text(text, offset, typed.replace("\n", eol), budget):
         assert windows.prefix_tokens <= budget.prefix_tokens + budget.suffix_tokens - windows.suffix_tokens
@@ -115,7 +115,7 @@ def test_real_bpe_tokenizer_changes_only_the_last_tokens(tiny_tokenizer):
     count = lambda text: len(tiny_tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
     counter = TokenCounter(count)
     text = document(120)
-    budget = plan_budget(256, 32, 0.75)
+    budget = plan_budget(221, 0.75)
     offset = text.index("def helper_80")
     before = extract_windows(text, offset, budget, counter)
     stable = 0
