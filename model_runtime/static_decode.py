@@ -6,8 +6,7 @@ dominates a batch-1 decode step. Multi-query attention lets all heads share one 
 heads are folded into the query rows and attention is a single SDPA call per layer.
 
 ``StaticKV`` keeps one sequence's keys/values in buffers sized for the model's whole context;
-its length is a plain int, so cropping is free and the buffers never move (which is what CUDA
-graphs need). Greedy outputs equal the ``transformers`` path (tested on CPU).
+its length is a plain int, so cropping is free; the buffers grow in blocks with the sequence. Greedy outputs equal the ``transformers`` path (tested on CPU).
 """
 
 from __future__ import annotations
@@ -18,20 +17,45 @@ from torch.nn.attention.bias import causal_lower_right
 
 
 class StaticKV:
-    """Keys and values of one sequence: ``keys``/``values`` [layers, capacity, head_dim]."""
+    """Keys and values of one sequence: ``keys``/``values`` [layers, allocated, head_dim].
 
-    def __init__(self, layers: int, capacity: int, head_dim: int, dtype: torch.dtype, device):
-        self.keys = torch.zeros(layers, capacity, head_dim, dtype=dtype, device=device)
+    The buffers grow in blocks of ``BLOCK_POSITIONS`` up to ``capacity`` (the model's context),
+    so a slot holds memory in proportion to its length, as a ``DynamicCache`` does: the KV
+    budget (``kvCacheMb``) means the same on both paths. Between growths the buffers never
+    move; cropping only lowers the integer ``length``."""
+
+    BLOCK_POSITIONS = 128
+
+    def __init__(self, layers: int, capacity: int, head_dim: int, dtype: torch.dtype, device, reserve: int = 0):
+        self.capacity = capacity
+        allocated = min(capacity, self._rounded(max(1, reserve)))
+        self.keys = torch.zeros(layers, allocated, head_dim, dtype=dtype, device=device)
         self.values = torch.zeros_like(self.keys)
         self.length = 0  # positions [0, length) hold valid KV
 
+    @classmethod
+    def _rounded(cls, positions: int) -> int:
+        return -(-positions // cls.BLOCK_POSITIONS) * cls.BLOCK_POSITIONS
+
     @property
-    def capacity(self) -> int:
+    def allocated(self) -> int:
         return self.keys.shape[1]
 
     @property
     def nbytes(self) -> int:
         return 2 * self.keys.numel() * self.keys.element_size()
+
+    def reserve(self, positions: int) -> None:
+        """Make room for ``positions`` positions (at most ``capacity``), keeping what is held."""
+        if positions <= self.allocated:
+            return
+        layers, _, head_dim = self.keys.shape
+        allocated = min(self.capacity, max(self._rounded(positions), 2 * self.allocated))
+        for name in ("keys", "values"):
+            old = getattr(self, name)
+            grown = old.new_zeros(layers, allocated, head_dim)
+            grown[:, : self.length] = old[:, : self.length]
+            setattr(self, name, grown)
 
     def get_seq_length(self) -> int:
         return self.length
@@ -41,8 +65,8 @@ class StaticKV:
         self.length = self.length + length if length < 0 else min(length, self.length)
 
     def copy_prefix(self, length: int) -> "StaticKV":
-        layers, capacity, head_dim = self.keys.shape
-        copied = StaticKV(layers, capacity, head_dim, self.keys.dtype, self.keys.device)
+        layers, _, head_dim = self.keys.shape
+        copied = StaticKV(layers, self.capacity, head_dim, self.keys.dtype, self.keys.device, reserve=length + 1)
         copied.keys[:, :length] = self.keys[:, :length]
         copied.values[:, :length] = self.values[:, :length]
         copied.length = length
@@ -88,6 +112,7 @@ class StaticGPTBigCode:
         end = start + count
         if end > cache.capacity:
             raise ValueError(f"position {end} is past the model's context of {cache.capacity}")
+        cache.reserve(end)
         hidden = self.wte(ids) + self.wpe(positions)  # [T, E]
         # Query t sees keys up to start + t: the lower-right aligned causal pattern.
         mask = causal_lower_right(count, end) if count > 1 else None
