@@ -1,19 +1,22 @@
 """One suggestion for one cursor: caches, context windows, the decode, the stop rules.
 
 Knows no LSP types, so the server and the headless command share it. Runs on the event loop;
-only ``engine.complete`` runs in a worker thread, with a cancel flag owned by ``LatestWins``.
-Order of answers: typed-through remainder, exact-cache hit, then the model (after the
-debounce). A model answer for a document version that is no longer current is dropped.
+only ``engine.complete`` runs in a worker thread, with the request's ``Ticket`` flag (from
+``LatestWins``, the one place that decides staleness) as its cancel flag. Order of answers:
+typed-through remainder, exact-cache hit, then the model (after the debounce). A model
+answer whose ticket was superseded meanwhile (a newer request, an edit) is dropped, and one
+whose tokens the model itself found unlikely (the confidence gate) is not shown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass, replace
-from typing import Callable, Hashable, Literal
+from typing import Hashable, Literal
 
 from model_runtime.api import CompletionOOMError, CompletionRequest, CompletionResult, StopReason
 
@@ -21,7 +24,7 @@ from .completion_cache import CompletionCache, ShownSuggestion
 from .context import CursorShape, Mode, TokenCounter, Windows, describe_cursor, extract_windows, plan_budget
 from .engine_adapter import CompletionEngine
 from .engine_host import EngineHost
-from .scheduler import LatestWins, debounce
+from .scheduler import LatestWins, Ticket, debounce
 from .settings import Settings
 from .stats import ServerStats
 from .stop_rules import StopRules
@@ -29,7 +32,7 @@ from .stop_rules import StopRules
 log = logging.getLogger(__name__)
 
 Source = Literal["model", "exact_cache", "typed_through", "none"]
-EmptyReason = Literal["", "not_ready", "cancelled", "stale", "empty", "error"]
+EmptyReason = Literal["", "not_ready", "cancelled", "stale", "empty", "error", "low_confidence"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Suggestion:
     result: CompletionResult | None = None  # the runtime's answer, when the model ran
     latency_ms: float = 0.0
     document_version: int | None = None  # set by the server: the version the request was for
+    confidence: float | None = None  # geometric-mean probability of the shown tokens (model answers)
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class _Plan:
     max_new_tokens: int
     key: Hashable
     model_key: Hashable
+    language_id: str
 
 
 class Completer:
@@ -66,7 +71,7 @@ class Completer:
 
     def forget(self, uri: str) -> None:
         """The document closed: cancel its decode and drop its typed-through state."""
-        self.lanes.cancel(uri)
+        self.lanes.supersede(uri)
         self.cache.forget(uri)
 
     def _token_counter(self, engine: CompletionEngine) -> TokenCounter:
@@ -82,10 +87,21 @@ class Completer:
         settings: Settings,
         *,
         eol: str = "\n",
-        is_current: Callable[[], bool] = lambda: True,
+        language_id: str = "",
+        ticket: Ticket | None = None,
     ) -> Suggestion:
-        """The suggestion at ``offset`` of ``text`` (document ``uri``). Never raises except
+        """The suggestion at ``offset`` of ``text`` (document ``uri``). ``ticket``: the request's
+        claim from ``self.lanes.begin(uri)`` (taken here when not given). Never raises except
         ``CancelledError`` (``$/cancelRequest``), which also cancels the decode."""
+        ticket = ticket or self.lanes.begin(uri)
+        try:
+            return await self._suggest(uri, text, offset, settings, eol, language_id, ticket)
+        finally:
+            self.lanes.finish(ticket)
+
+    async def _suggest(
+        self, uri: str, text: str, offset: int, settings: Settings, eol: str, language_id: str, ticket: Ticket
+    ) -> Suggestion:
         started = time.perf_counter()
         self.stats.count("requests")
         engine = self.host.engine
@@ -95,25 +111,26 @@ class Completer:
         model_key: Hashable = (self.host.options, settings.fim_order)
         hit = self.cache.typed_through(uri, text, offset, model_key)
         if hit is not None:
-            self.lanes.cancel(uri)
             shown, rest = hit
             self.stats.count("typedThroughHits")
             self.cache.remember(uri, ShownSuggestion(shown.suggestion_id, text[:offset], text[offset:], rest, model_key))
             return self._timed(Suggestion(rest, "typed_through", suggestion_id=shown.suggestion_id), started)
-        plan = self._plan(engine, text, offset, eol, settings, model_key)
+        plan = self._plan(engine, text, offset, eol, settings, model_key, language_id)
         cached = self.cache.get(plan.key)
         if cached is not None:
-            self.lanes.cancel(uri)
             self.stats.count("exactCacheHits")
             return self._timed(self._show(uri, text, offset, cached, "exact_cache", plan), started)
-        return await self._ask_model(uri, engine, text, offset, plan, settings, is_current, started)
+        return await self._ask_model(uri, engine, text, offset, plan, settings, ticket, started)
 
-    def _plan(self, engine: CompletionEngine, text: str, offset: int, eol: str, settings: Settings, model_key: Hashable) -> _Plan:
+    def _plan(
+        self, engine: CompletionEngine, text: str, offset: int, eol: str, settings: Settings, model_key: Hashable, language_id: str
+    ) -> _Plan:
         shape = describe_cursor(text, offset, eol)
         budget = plan_budget(engine.info.prompt_budget(settings.budget_new_tokens()).prompt_tokens, settings.prefix_ratio)
         windows = extract_windows(text, offset, budget, self._token_counter(engine))
         max_new = settings.max_new_tokens if shape.mode == "multi" else settings.max_new_tokens_single_line
-        return _Plan(shape, windows, max_new, (model_key, windows.prefix, windows.suffix, shape, max_new), model_key)
+        key = (model_key, windows.prefix, windows.suffix, shape, max_new, language_id, settings.min_confidence)
+        return _Plan(shape, windows, max_new, key, model_key, language_id)
 
     async def _ask_model(
         self,
@@ -123,7 +140,7 @@ class Completer:
         offset: int,
         plan: _Plan,
         settings: Settings,
-        is_current: Callable[[], bool],
+        ticket: Ticket,
         started: float,
     ) -> Suggestion:
         request = CompletionRequest(
@@ -133,8 +150,8 @@ class Completer:
             fim_order=settings.fim_order,  # type: ignore[arg-type]
             cache_key=uri,
         )
-        rules = StopRules(plan.shape)
-        result = await self._decode(uri, engine, request, rules, settings.debounce_ms)
+        rules = StopRules(plan.shape, plan.language_id)
+        result = await self._decode(uri, engine, request, rules, settings.debounce_ms, ticket)
         empty = Suggestion("", mode=plan.shape.mode, windows=plan.windows)
         if isinstance(result, Exception):
             self.stats.count("errors")
@@ -145,27 +162,33 @@ class Completer:
             self.stats.count("cancelled")
             return replace(empty, reason="cancelled", result=result)
         self.stats.record_latency((time.perf_counter() - started) * 1000, result.stats.prefill_ms + result.stats.decode_ms)
-        completion = rules.finish(result.text).replace("\n", plan.shape.eol)
+        finished = rules.finish(result.text)
+        confidence = _confidence(result, finished)
+        gated = bool(finished) and confidence is not None and confidence < settings.min_confidence
+        completion = "" if gated else finished.replace("\n", plan.shape.eol)
         if result.stop_reason != StopReason.DEADLINE:
             self.cache.put(plan.key, completion)
-        if not is_current():
+        if not ticket.current:
             self.stats.count("stale")
             return replace(empty, reason="stale", result=result)
+        if gated:
+            self.stats.count("lowConfidence")
+            self.cache.forget(uri)
+            return self._timed(replace(empty, reason="low_confidence", result=result, confidence=confidence), started, record=False)
         suggestion = self._show(uri, text, offset, completion, "model", plan)
-        return self._timed(replace(suggestion, result=result), started, record=False)
+        return self._timed(replace(suggestion, result=result, confidence=confidence), started, record=False)
 
     async def _decode(
-        self, uri: str, engine: CompletionEngine, request: CompletionRequest, rules: StopRules, debounce_ms: float
+        self, uri: str, engine: CompletionEngine, request: CompletionRequest, rules: StopRules, debounce_ms: float, ticket: Ticket
     ) -> CompletionResult | Exception | None:
         """The model's answer; ``None`` if a newer request or an edit came first."""
-        flag = self.lanes.start(uri)
         try:
-            if not await debounce(flag, debounce_ms):
+            if not await debounce(ticket, debounce_ms):
                 return None
             self.stats.count("modelCalls")
-            return await asyncio.to_thread(engine.complete, request, stop=rules.check, cancel=flag)
+            return await asyncio.to_thread(engine.complete, request, stop=rules.check, cancel=ticket.flag)
         except asyncio.CancelledError:
-            flag.set()  # $/cancelRequest: the worker thread stops at its next decode step
+            ticket.flag.set()  # $/cancelRequest: the worker thread stops at its next decode step
             self.stats.count("cancelled")
             raise
         except CompletionOOMError as error:
@@ -175,8 +198,6 @@ class Completer:
         except Exception as error:  # noqa: BLE001 - a failed completion is logged, never fatal
             log.exception("completion failed for %s", uri)
             return error
-        finally:
-            self.lanes.finish(uri, flag)
 
     def _show(self, uri: str, text: str, offset: int, completion: str, source: Source, plan: _Plan) -> Suggestion:
         if not completion:
@@ -192,3 +213,9 @@ class Completer:
         if record:
             self.stats.record_latency(latency_ms)
         return replace(suggestion, latency_ms=latency_ms)
+
+
+def _confidence(result: CompletionResult, shown: str) -> float | None:
+    """Geometric-mean probability of the tokens that produced ``shown`` (``None``: no scores)."""
+    scores = result.confidence(len(shown))
+    return math.exp(scores[0]) if scores is not None else None

@@ -23,6 +23,7 @@ from .completer import Completer, Suggestion
 from .documents import DocumentStore, Encoding
 from .engine_adapter import load_completion_engine
 from .engine_host import EngineHost, Loader
+from .scheduler import Ticket
 from .protocol import SantaCoderProtocol
 from .settings import Settings, parse_settings
 from .stats import ServerStats
@@ -49,8 +50,6 @@ class SantaCoderServer(LanguageServer):
         self._reported: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.in_flight = 0  # completion requests being answered now (debounce, queue or decode)
-        self._newest_ticket: dict[str, int] = {}  # uri -> ticket of its newest completion request
-        self._tickets = 0
         self.peak_in_flight = 0
 
     @property
@@ -87,25 +86,10 @@ class SantaCoderServer(LanguageServer):
         self.start_model_load()
 
     def start_model_load(self) -> None:
-        self.completer.lanes.cancel_all()  # decodes on the old engine end at their next step
+        self.completer.lanes.supersede_all()  # decodes on the old engine end at their next step
         task = asyncio.ensure_future(load_model(self))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def still_newest(self, uri: str) -> bool:
-        """Yield once, then say whether this completion request is still the newest for ``uri``.
-
-        The transport hands every message already read to its handler before any handler
-        task runs, so after one yield all requests of a burst have taken their tickets and
-        the older ones answer empty without building a context window or touching the model
-        (the client has moved on from them). Measured with ``benchmarks/load_replay.py``."""
-        self._tickets += 1
-        ticket = self._newest_ticket[uri] = self._tickets
-        await asyncio.sleep(0)
-        if self._newest_ticket.get(uri) != ticket:
-            return False
-        del self._newest_ticket[uri]
-        return True
 
     def client_has_snippets(self) -> bool:
         completion = self.client_capabilities.text_document and self.client_capabilities.text_document.completion
@@ -162,7 +146,16 @@ async def _suggest_at(
     ls: SantaCoderServer, uri: str, position: types.Position, *, invoked: bool = False
 ) -> tuple[Suggestion, types.Position] | None:
     """``invoked``: the user asked explicitly, so there is nothing to debounce."""
-    if not await ls.still_newest(uri):
+    ticket = ls.completer.lanes.begin(uri)  # supersedes this document's older requests
+    try:
+        return await _suggest_with(ls, ticket, position, invoked)
+    finally:
+        ls.completer.lanes.finish(ticket)
+
+
+async def _suggest_with(ls: SantaCoderServer, ticket: Ticket, position: types.Position, invoked: bool) -> tuple[Suggestion, types.Position] | None:
+    uri = ticket.uri
+    if not await ls.completer.lanes.settle(ticket):
         ls.stats.count("superseded")
         return None
     document = ls.documents.get(uri)
@@ -180,7 +173,7 @@ async def _suggest_at(
     ls.peak_in_flight = max(ls.peak_in_flight, ls.in_flight)
     try:
         suggestion = await ls.completer.suggest(
-            uri, document.text, offset, settings, eol=document.eol, is_current=lambda: ls.documents.version(uri) == version
+            uri, document.text, offset, settings, eol=document.eol, language_id=document.language_id, ticket=ticket
         )
     finally:
         ls.in_flight -= 1
@@ -217,14 +210,14 @@ def text_document_did_open(ls: SantaCoderServer, params: types.DidOpenTextDocume
     uri = params.text_document.uri
     if ls.documents.get(uri) is not None:  # a client bug; the newer text wins
         log.warning("didOpen for %s, which is already open: replacing its text", uri)
-        ls.completer.lanes.cancel(uri)  # its answer would be for the old text
+        ls.completer.lanes.supersede(uri)  # its answer would be for the old text
     ls.documents.open(params.text_document)
 
 
 def text_document_did_change(ls: SantaCoderServer, params: types.DidChangeTextDocumentParams) -> None:
     if ls.documents.change(params, ls.encoding) is None:
         log.warning("didChange for %s, which is not open: ignored", params.text_document.uri)
-    ls.completer.lanes.cancel(params.text_document.uri)  # its answer would be for an old version
+    ls.completer.lanes.supersede(params.text_document.uri)  # its answer would be for an old version
 
 
 def text_document_did_close(ls: SantaCoderServer, params: types.DidCloseTextDocumentParams) -> None:
@@ -334,7 +327,7 @@ def santacoder_document_state(ls: SantaCoderServer, params: Any) -> dict[str, An
 
 
 def shutdown(ls: SantaCoderServer, params: Any) -> None:
-    ls.completer.lanes.cancel_all()
+    ls.completer.lanes.supersede_all()
     log.info("%s", ls.stats.log_line())
     ls.host.close()
 

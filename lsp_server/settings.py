@@ -33,6 +33,9 @@ class Settings:
     max_new_tokens_single_line: int = 48
     debounce_ms: int = 25  # wait this long before a decode; a newer request cancels the wait
     prefix_ratio: float = 0.75  # share of the prompt budget given to the text before the cursor
+    # The confidence gate: a suggestion whose tokens have a geometric-mean probability below
+    # this is not shown (0 shows everything). Default chosen with benchmarks/acceptance_replay.py.
+    min_confidence: float = 0.0
     # Languages: (language id, enabled) pairs plus a default for the rest ("*").
     languages: tuple[tuple[str, bool], ...] = ()
     languages_default: bool = True
@@ -103,6 +106,12 @@ def _ratio(value: Any) -> float:
     return float(value)
 
 
+def _probability(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError("a number from 0 to 1")
+    return float(value)
+
+
 def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError("true or false")
@@ -140,6 +149,7 @@ _SPECS = (
     _Spec("maxNewTokensSingleLine", "max_new_tokens_single_line", _integer(1, 1024)),
     _Spec("debounceMs", "debounce_ms", _integer(0, 5000)),
     _Spec("prefixRatio", "prefix_ratio", _ratio),
+    _Spec("minConfidence", "min_confidence", _probability),
     _Spec("enable", "languages", _languages),
     _Spec("completionItems", "completion_items", _choice(COMPLETION_ITEM_MODES)),
 )

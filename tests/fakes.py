@@ -4,14 +4,15 @@ Selected in the server by a model name ``fake:<spec>`` while ``SANTACODER_LSP_FA
 names this file (see ``lsp_server.engine_adapter``). ``<spec>`` is empty, a JSON object, or a
 path to a JSON file::
 
-    {"rules": [{"after": "def add(a, b):", "before": "", "text": "\\n    return a + b"}],
+    {"rules": [{"after": "def add(a, b):", "before": "", "text": "\\n    return a + b", "logprob": -0.1}],
      "default": "", "tokenDelayMs": 0, "loadDelayMs": 0, "loadError": null, "contextTokens": 2048,
      "strayOutput": null}
 
 The first rule whose ``after`` ends the prefix (and whose ``before``, if given, starts the
 suffix) gives the completion; ``default`` otherwise. Tokens are words, single whitespace
 characters and single other characters. The text is emitted token by token, with the stop
-callback and the cancel flag honoured like the real engine, and each call is recorded.
+callback and the cancel flag honoured like the real engine, and each call is recorded. Every
+token of a rule's text gets the rule's ``logprob`` (default -0.1, probability 0.9).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Rule:
     after: str
     text: str
     before: str | None = None
+    logprob: float = -0.1  # of every token of ``text`` (the confidence gate reads it)
 
     def matches(self, request: CompletionRequest) -> bool:
         if not request.prefix.endswith(self.after):
@@ -73,11 +75,11 @@ class FakeEngine:
     def count_tokens(self, text: str) -> int:
         return len(fake_tokens(text))
 
-    def script(self, request: CompletionRequest) -> str:
+    def script(self, request: CompletionRequest) -> tuple[str, float]:
         for rule in self.rules:
             if rule.matches(request):
-                return rule.text
-        return self.default
+                return rule.text, rule.logprob
+        return self.default, -0.1
 
     def complete(self, request: CompletionRequest, *, stop=None, cancel=None) -> CompletionResult:
         start = time.perf_counter()
@@ -85,7 +87,9 @@ class FakeEngine:
             self.calls.append(request)
             prompt = self.count_tokens(request.prefix) + self.count_tokens(request.suffix) + len(FIM_TOKENS)
             text, generated, reason = "", 0, StopReason.EOS
-            for token in fake_tokens(self.script(request)):
+            script, logprob = self.script(request)
+            ends: list[int] = []
+            for token in fake_tokens(script):
                 if cancel is not None and cancel.is_set():
                     reason = StopReason.CANCELLED
                     self.cancelled_calls += 1
@@ -99,10 +103,12 @@ class FakeEngine:
                 cut = stop(text) if stop is not None else None
                 if cut is not None:
                     text, reason = text[:cut], StopReason.CALLBACK
+                ends.append(len(text))
+                if cut is not None:
                     break
             elapsed_ms = (time.perf_counter() - start) * 1000
             stats = CompletionStats(prompt_tokens=prompt, prefilled_tokens=prompt, generated_tokens=generated, decode_ms=elapsed_ms)
-            return CompletionResult(text, reason, stats)
+            return CompletionResult(text, reason, stats, (logprob,) * len(ends), tuple(ends))
 
     def close(self) -> None:
         pass
@@ -110,7 +116,7 @@ class FakeEngine:
 
 def engine_from_spec(spec: dict[str, Any]) -> FakeEngine:
     return FakeEngine(
-        rules=[Rule(r["after"], r["text"], r.get("before")) for r in spec.get("rules", [])],
+        rules=[Rule(r["after"], r["text"], r.get("before"), float(r.get("logprob", -0.1))) for r in spec.get("rules", [])],
         default=spec.get("default", ""),
         token_delay_ms=float(spec.get("tokenDelayMs", 0)),
         context_tokens=int(spec.get("contextTokens", 2048)),

@@ -73,11 +73,25 @@ async def test_task_cancellation_sets_the_decode_cancel_flag():
     assert completer.stats.counts["cancelled"] == 1
 
 
+class _IgnoresCancel(FakeEngine):
+    """An engine that finishes its answer even when superseded (as a remote stream may)."""
+
+    def complete(self, request, *, stop=None, cancel=None):
+        import time
+
+        time.sleep(0.2)
+        return super().complete(request, stop=stop)
+
+
 async def test_a_result_for_an_old_version_is_dropped_but_cached():
-    engine = FakeEngine(rules=[Rule("a = ", "42")])
+    engine = _IgnoresCancel(rules=[Rule("a = ", "42")])
     completer = await ready_completer(engine)
-    stale = await completer.suggest(URI, "a = \n", 4, SETTINGS, is_current=lambda: False)
-    assert (stale.text, stale.reason) == ("", "stale")
+    ticket = completer.lanes.begin(URI)
+    task = asyncio.ensure_future(completer.suggest(URI, "a = \n", 4, SETTINGS, ticket=ticket))
+    await asyncio.sleep(0.05)
+    completer.lanes.supersede(URI)  # an edit arrives while the model works
+    stale = await task
+    assert (stale.text, stale.reason) == ("", "stale") and stale.result is not None
     fresh = await completer.suggest(URI, "a = \n", 4, SETTINGS)
     assert (fresh.text, fresh.source) == ("42", "exact_cache")
 
@@ -90,3 +104,26 @@ async def test_crlf_documents_get_crlf_suggestions_and_lf_prompts():
     assert suggestion.text == "x = 1\r\n    return x"
     assert "\r" not in engine.calls[0].prefix + engine.calls[0].suffix
     assert engine.calls[0].cache_key == URI
+
+
+async def test_the_confidence_gate_hides_unlikely_suggestions_and_counts_them():
+    engine = FakeEngine(rules=[Rule("a = ", "maybe_this", logprob=-3.0), Rule("b = ", "surely_that", logprob=-0.05)])
+    completer = await ready_completer(engine)
+    gated = Settings(debounce_ms=0, min_confidence=0.3)
+    low = await completer.suggest(URI, "a = \n", 4, gated)
+    assert (low.text, low.reason) == ("", "low_confidence")
+    assert low.confidence is not None and abs(low.confidence - 0.0498) < 1e-3  # e^-3
+    high = await completer.suggest(URI, "b = \n", 4, gated)
+    assert high.text == "surely_that" and high.confidence > 0.9
+    assert completer.stats.counts["lowConfidence"] == 1
+    shown = await completer.suggest(URI, "a = \n", 4, SETTINGS)  # the gate off: the same answer is shown
+    assert shown.text == "maybe_this"
+
+
+def test_confidence_scores_only_the_tokens_that_were_shown():
+    from model_runtime.api import CompletionResult, StopReason
+
+    result = CompletionResult("abc", StopReason.CALLBACK, token_logprobs=(-0.1, -0.2, -5.0), token_text_ends=(1, 3, 3))
+    assert result.confidence(3) == (-0.15000000000000002, -0.2)  # the third token added nothing shown
+    assert result.confidence(1) == (-0.1, -0.1)
+    assert result.confidence(0) is None and CompletionResult("", StopReason.EOS).confidence(2) is None

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from lsp_server.context import describe_cursor
-from lsp_server.stop_rules import StopRules, overlap_with_rest_of_line, repeated_lines_cut
+from lsp_server.stop_rules import StopRules, overlap_with_rest_of_line, repeated_lines_cut, repeated_run_cut
 
 
 def rules(document: str) -> StopRules:
@@ -58,7 +58,7 @@ def test_the_duplicated_rest_of_line_is_dropped():
     r = rules("print(compute(|))\n")
     kept, fed = decode(r, "a, b))\nnext")
     assert r.finish(kept) == "a, b"
-    assert fed == len("a, b))")  # stopped as soon as the rest of the line was repeated
+    assert fed == len("a, b)")  # stopped at the first closer that the rest of the line has already
     colon = rules("if check(|):\n")
     assert colon.finish("value):") == "value"
     assert colon.finish("value)") == "value"  # a partial overlap of closing brackets
@@ -98,3 +98,79 @@ def test_repeated_lines_cut_ignores_punctuation_and_short_repeats():
 def test_trailing_whitespace_of_multi_line_results_is_trimmed():
     r = rules("def f():\n    |\n")
     assert r.finish("x = 1   \n    return x  \n\n") == "x = 1\n    return x"
+
+
+def rules_for(document: str, language_id: str) -> StopRules:
+    offset = document.index("|")
+    return StopRules(describe_cursor(document.replace("|", ""), offset), language_id)
+
+
+def shown(r: StopRules, generated: str) -> str:
+    kept, _ = decode(r, generated)
+    return r.finish(kept)
+
+
+def test_mid_line_the_suggestion_stops_where_the_rest_of_the_line_begins():
+    r = rules("        return issubclass(|, cls.__bases__[0])\n")
+    kept, fed = decode(r, "type, type)\n")
+    assert r.finish(kept) == "type"
+    assert fed == len("type,")  # stopped while decoding, at the rest's first character
+
+
+def test_mid_line_a_closer_the_rest_already_has_ends_the_suggestion():
+    assert shown(rules("class Option(|Parameter):\n"), "Exception):\n") == "Exception"
+    assert shown(rules("total = compute(|) + 1\n"), "a, (b + c)) + 1\n") == "a, (b + c)"
+    assert shown(rules("items = [f(|), 2]\n"), "x), g(y)]") == "x"
+
+
+def test_mid_line_a_word_the_rest_begins_with_is_not_repeated():
+    assert shown(rules("x = |value + 1\n"), "self.value + 1\n") == "self."
+    assert shown(rules("x = |value + 1\n"), "value + 1\n") == ""
+
+
+def test_brackets_and_quotes_inside_strings_are_not_brackets():
+    assert shown(rules('f = open("|")\n'), 'data.txt")\n') == "data.txt"
+    assert shown(rules("log(|)\n"), '"(", x)\n') == '"(", x'
+    assert shown(rules('print("hello |world")\n'), 'dear world")') == "dear "
+    assert shown(rules("call(|)  # note)\n"), "a)") == "a"
+
+
+def test_a_completed_line_never_has_more_unmatched_closers():
+    r = rules("value = (|) + 1\n")
+    for generated in ["a]", "a}) + 1", "a))"]:
+        text = shown(r, generated)
+        line = "value = (" + text + ") + 1"
+        assert line.count("(") >= line.count(")") and "]" not in text and "}" not in text
+
+
+def test_at_the_end_of_a_line_brackets_may_close_freely():
+    assert shown(rules("total = compute(a, |\n"), "b)\n") == "b)"
+
+
+def test_a_loop_inside_a_line_is_cut_to_its_first_occurrence():
+    r = rules("values = [|\n")
+    kept, fed = decode(r, "159, 159, 159, 159, 159, 159, 159")
+    assert r.finish(kept) == "159,"
+    assert fed < len("159, 159, 159, 159, ")
+    r = rules("    def __init__(|\n")
+    text = shown(r, "self.nargs, param=self.nargs, param=self.nargs, param=self.nargs")
+    assert text.count("self.nargs") == 1
+    assert repeated_run_cut("a = [0, 1, 2, 3]") is None and repeated_run_cut("x.y, x.z") is None
+
+
+def test_brace_languages_end_the_block_at_its_closing_brace():
+    generated = "return a + 1;\n}\n\nfunction g() {\n  return 2;\n}\n"
+    r = rules_for("function f(a) {\n  |\n}\n", "javascript")
+    assert shown(r, generated) == "return a + 1;"  # the suffix has the brace already
+    r = rules_for("function f(a) {|", "typescript")
+    assert shown(r, "\n  return a + 1;\n}\n\nfunction g() {\n") == "\n  return a + 1;\n}"
+    r = rules_for("int f(int a) {\n    if (a) {\n        |\n    }\n}\n", "java")
+    assert shown(r, "return 1;\n    }\n    return 0;\n") == "return 1;"
+    # Braces inside strings and comments do not count.
+    r = rules_for("function f(a) {|", "javascript")
+    assert shown(r, '\n  const s = "}"; // }\n  return s;\n}\nmore') == '\n  const s = "}"; // }\n  return s;\n}'
+
+
+def test_python_keeps_its_indentation_rules():
+    r = rules_for("def f(x):\n    |\n", "python")
+    assert shown(r, "y = {x: 1}\n    return y\n\ndef g():\n") == "y = {x: 1}\n    return y"
