@@ -176,15 +176,18 @@ async def _complete_once(path: Path, text: str, line: int, character: int, setti
     from .completer import Completer
     from .documents import Document
     from .engine_host import EngineHost
+    from .languages import language_id_for_path
     from .stats import ServerStats
 
     host = EngineHost()
     error = await host.load(settings.load_options())
     if error:
         raise _LoadFailed(error)
-    document = Document(path.resolve().as_uri(), text)
+    document = Document(path.resolve().as_uri(), text, language_id=language_id_for_path(path.name))
     offset = document.offset_at(types.Position(line=line, character=character))
-    suggestion = await Completer(host, ServerStats()).suggest(document.uri, text, offset, settings, eol=document.eol)
+    suggestion = await Completer(host, ServerStats()).suggest(
+        document.uri, text, offset, settings, eol=document.eol, language_id=document.language_id
+    )
     model = host.describe()
     host.close()
     result = suggestion.result

@@ -48,8 +48,23 @@ LANGUAGES: dict[str, Language] = {
 }
 
 
+_EXTENSIONS = {
+    ".py": "python", ".pyi": "python", ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript",
+    ".jsx": "javascriptreact", ".ts": "typescript", ".tsx": "typescriptreact", ".java": "java", ".c": "c",
+    ".h": "c", ".cc": "cpp", ".cpp": "cpp", ".hpp": "cpp", ".cs": "csharp", ".go": "go", ".rs": "rust",
+    ".kt": "kotlin", ".swift": "swift", ".scala": "scala", ".dart": "dart", ".php": "php", ".sh": "shellscript",
+    ".rb": "ruby",
+}  # fmt: skip
+
+
 def language_of(language_id: str | None) -> Language:
     return LANGUAGES.get(language_id or "", _NEUTRAL)
+
+
+def language_id_for_path(path: str) -> str:
+    """The LSP languageId an editor would give a file of this name ("" when unknown)."""
+    dot = path.rfind(".")
+    return _EXTENSIONS.get(path[dot:].lower(), "") if dot >= 0 else ""
 
 
 @dataclass

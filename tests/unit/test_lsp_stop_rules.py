@@ -174,3 +174,11 @@ def test_brace_languages_end_the_block_at_its_closing_brace():
 def test_python_keeps_its_indentation_rules():
     r = rules_for("def f(x):\n    |\n", "python")
     assert shown(r, "y = {x: 1}\n    return y\n\ndef g():\n") == "y = {x: 1}\n    return y"
+
+
+def test_the_headless_command_names_the_language_from_the_file_name():
+    from lsp_server.languages import language_id_for_path, language_of
+
+    assert language_id_for_path("src/app.TSX") == "typescriptreact" and language_of("typescriptreact").braces
+    assert language_id_for_path("tool.py") == "python" and not language_of("python").braces
+    assert language_id_for_path("Makefile") == "" and language_id_for_path("notes.unknown") == ""
