@@ -129,7 +129,7 @@ class Completer:
         budget = plan_budget(engine.info.prompt_budget(settings.budget_new_tokens()).prompt_tokens, settings.prefix_ratio)
         windows = extract_windows(text, offset, budget, self._token_counter(engine))
         max_new = settings.max_new_tokens if shape.mode == "multi" else settings.max_new_tokens_single_line
-        key = (model_key, windows.prefix, windows.suffix, shape, max_new, language_id, settings.min_confidence)
+        key = (model_key, windows.prefix, windows.suffix, shape, max_new, language_id, settings.min_confidence, settings.min_token_confidence)
         return _Plan(shape, windows, max_new, key, model_key, language_id)
 
     async def _ask_model(
@@ -149,6 +149,7 @@ class Completer:
             max_new_tokens=plan.max_new_tokens,
             fim_order=settings.fim_order,  # type: ignore[arg-type]
             cache_key=uri,
+            min_token_logprob=math.log(settings.min_token_confidence) if settings.min_token_confidence > 0 else None,
         )
         rules = StopRules(plan.shape, plan.language_id)
         result = await self._decode(uri, engine, request, rules, settings.debounce_ms, ticket)

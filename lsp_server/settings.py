@@ -36,6 +36,8 @@ class Settings:
     # The confidence gate: a suggestion whose tokens have a geometric-mean probability below
     # this is not shown (0 shows everything). Default chosen with benchmarks/acceptance_replay.py.
     min_confidence: float = 0.0
+    # Suggestions end before the first token whose probability is below this (0: never).
+    min_token_confidence: float = 0.0
     # Languages: (language id, enabled) pairs plus a default for the rest ("*").
     languages: tuple[tuple[str, bool], ...] = ()
     languages_default: bool = True
@@ -150,6 +152,7 @@ _SPECS = (
     _Spec("debounceMs", "debounce_ms", _integer(0, 5000)),
     _Spec("prefixRatio", "prefix_ratio", _ratio),
     _Spec("minConfidence", "min_confidence", _probability),
+    _Spec("minTokenConfidence", "min_token_confidence", _probability),
     _Spec("enable", "languages", _languages),
     _Spec("completionItems", "completion_items", _choice(COMPLETION_ITEM_MODES)),
 )

@@ -35,6 +35,7 @@ class StopReason(str, enum.Enum):
     MAX_TOKENS = "max_tokens"
     CALLBACK = "callback"  # the caller's stop callback cut the text
     CANCELLED = "cancelled"
+    LOW_CONFIDENCE = "low_confidence"  # the next token was less likely than min_token_logprob
     DEADLINE = "deadline"
     CONTEXT_FULL = "context_full"  # the model's position limit was reached
 
@@ -73,6 +74,9 @@ class CompletionRequest:
     timeout_ms: float | None = None  # deadline for the whole call, queueing included
     token_healing: bool = True
     ignore_eos: bool = False  # benchmarks: decode through end-of-text/FIM tokens (never returned)
+    # Stop before the first token that adds text and whose log-probability is below this (the
+    # suggestion ends where the model stops being sure); None: no such stop.
+    min_token_logprob: float | None = None
 
 
 @dataclass(frozen=True)

@@ -113,10 +113,14 @@ class _Run:
         self.healing.advance(token)
         self.ids.append(token)
         self.logprobs.append(logprob)
+        shown = len(self.text)
         text = self.stream.push(token)
         if healing and not text:
             self.healing_tokens += 1
-        if self.stop is not None:
+        floor = self.request.min_token_logprob
+        if floor is not None and logprob < floor and len(text) > shown:
+            text, self.reason = text[:shown], StopReason.LOW_CONFIDENCE
+        elif self.stop is not None:
             cut = self.stop(text)
             if cut is not None:
                 text, self.reason = text[:cut], StopReason.CALLBACK

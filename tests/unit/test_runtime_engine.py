@@ -283,3 +283,16 @@ def test_whitespace_at_the_cursor_is_healed_exactly(engine, prefix):
         result = engine.complete(_request(prefix, suffix=f"\n# {seed}\n", max_new_tokens=3, ignore_eos=True))
         assert result.stats.healed_chars >= len(trailing.decode())
         assert result.text and not result.text[0].isspace(), repr(result.text)
+
+
+def test_a_token_below_the_confidence_floor_ends_the_suggestion_before_it(engine):
+    free = engine.complete(_request(SOURCE, max_new_tokens=8, token_healing=False))
+    assert free.text and free.token_logprobs
+    ranked = sorted(free.token_logprobs)
+    middle = len(ranked) // 2  # half-way between two scores: KV reuse moves scores by rounding only
+    floor = (ranked[middle - 1] + ranked[middle]) / 2 if middle else ranked[0] + 1e-3
+    cut = engine.complete(_request(SOURCE, max_new_tokens=8, token_healing=False, min_token_logprob=floor))
+    first_low = next(i for i, logprob in enumerate(free.token_logprobs) if logprob < floor)
+    assert cut.stop_reason == StopReason.LOW_CONFIDENCE
+    assert cut.text == free.text[: free.token_text_ends[first_low - 1] if first_low else 0]
+    assert engine.complete(_request(SOURCE, max_new_tokens=8, token_healing=False, min_token_logprob=float("-inf"))).text == free.text
