@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 from tests.protocol.harness import REPO, fake_model, server_env
@@ -148,18 +149,24 @@ class RawConnection:
                     return missing
                 self._changed.wait(remaining)
 
+    def discard_messages(self) -> None:
+        """Forget every message received so far (long runs: ``wait_for`` scans them all)."""
+        with self._changed:
+            self.messages.clear()
+
     def notifications(self, method: str) -> list[dict[str, Any]]:
         with self._changed:
             return [m for m in self.messages if m.get("method") == method and "id" not in m]
 
     # -- LSP conveniences -----------------------------------------------------------------
 
-    def initialize(self, options: dict[str, Any] | None = None, *, wait_ready: bool = True) -> dict[str, Any]:
+    def initialize(self, options: dict[str, Any] | None = None, *, wait_ready: bool = True, timeout_s: float = TIMEOUT_S) -> dict[str, Any]:
         """``initialize`` + ``initialized``; ``options`` are the initializationOptions
         (the fake engine and no debounce unless given)."""
         options = {"debounceMs": 0, "model": fake_model(), **(options or {})}
         capabilities = {"textDocument": {"inlineCompletion": {}, "completion": {}}, "window": {"workDoneProgress": False}}
-        answer = self.request("initialize", {"processId": None, "rootUri": REPO.as_uri(), "capabilities": capabilities, "initializationOptions": options})
+        params = {"processId": None, "rootUri": REPO.as_uri(), "capabilities": capabilities, "initializationOptions": options}
+        answer = self.request("initialize", params, timeout_s)
         assert "result" in answer, answer
         self.notify("initialized", {})
         if wait_ready:
@@ -193,9 +200,13 @@ class RawConnection:
 class ServerProcess:
     """``python -m lsp_server`` as a subprocess, with the fake engine allowed and stderr kept."""
 
-    def __init__(self, *args: str, log_level: str = "INFO", env: dict[str, str] | None = None, stdio: bool = True, read: bool = True):
+    def __init__(
+        self, *args: str, log_level: str = "INFO", env: dict[str, str] | None = None, stdio: bool = True, read: bool = True,
+        cwd: Path = REPO,
+    ):  # fmt: skip
         """``stdio=False`` for TCP mode (no pipes but stderr); ``read=False`` leaves the
-        server's stdout to the test (no connection, no reader thread)."""
+        server's stdout to the test (no connection, no reader thread). ``cwd``: the checkout
+        whose ``lsp_server`` runs (``python -m`` imports from there first)."""
         command = [sys.executable, "-m", "lsp_server", "--log-level", log_level, *args]
         self.process = subprocess.Popen(
             command,
@@ -203,7 +214,7 @@ class ServerProcess:
             stdout=subprocess.PIPE if stdio else subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=env or server_env(),
-            cwd=REPO,
+            cwd=cwd,
         )
         self._stderr: list[str] = []
         self._stderr_changed = threading.Condition()
