@@ -24,7 +24,7 @@ from .documents import DocumentStore, Encoding
 from .engine_adapter import load_completion_engine
 from .engine_host import EngineHost, Loader
 from .protocol import SantaCoderProtocol
-from .settings import Settings, parse_settings
+from .settings import Settings, parse_settings, problems_message
 from .stats import ServerStats
 
 log = logging.getLogger(__name__)
@@ -73,16 +73,16 @@ class SantaCoderServer(LanguageServer):
         if self.loop is None:  # before `initialized`: report and load then
             self._pending_problems.extend(problems)
             return
-        for problem in problems:
-            self.report_once(problem)
+        if (message := problems_message(problems)) is not None:
+            self.report_once(message)
         if reload:
             self.start_model_load()
 
     def client_initialized(self) -> None:
         """The client is ready for notifications: report what parsing found, load the model."""
         self.loop = asyncio.get_running_loop()
-        for problem in self._pending_problems:
-            self.report_once(problem)
+        if (message := problems_message(self._pending_problems)) is not None:
+            self.report_once(message)
         self._pending_problems.clear()
         self.start_model_load()
 
