@@ -83,9 +83,14 @@ class Completer:
         *,
         eol: str = "\n",
         is_current: Callable[[], bool] = lambda: True,
+        base: int = 0,
+        document_chars: int | None = None,
     ) -> Suggestion:
         """The suggestion at ``offset`` of ``text`` (document ``uri``). Never raises except
-        ``CancelledError`` (``$/cancelRequest``), which also cancels the decode."""
+        ``CancelledError`` (``$/cancelRequest``), which also cancels the decode. ``text`` may
+        be an excerpt of the document (``Document.excerpt``, reaching ``window_reach_chars``
+        around the cursor) that starts at document offset ``base``, of a document
+        ``document_chars`` long: then a keystroke costs the excerpt, not the document."""
         started = time.perf_counter()
         self.stats.count("requests")
         engine = self.host.engine
@@ -93,25 +98,28 @@ class Completer:
             self.stats.count("notReady")
             return Suggestion("", reason="not_ready")
         model_key: Hashable = (self.host.options, settings.fim_order)
-        hit = self.cache.typed_through(uri, text, offset, model_key)
+        place = {"base": base, "document_chars": len(text) if document_chars is None else document_chars}
+        hit = self.cache.typed_through(uri, text, offset, model_key, **place)
         if hit is not None:
             self.lanes.cancel(uri)
             shown, rest = hit
             self.stats.count("typedThroughHits")
-            self.cache.remember(uri, ShownSuggestion(shown.suggestion_id, text[:offset], text[offset:], rest, model_key))
+            self.cache.remember(uri, ShownSuggestion(shown.suggestion_id, text[:offset], text[offset:], rest, model_key, **place))
             return self._timed(Suggestion(rest, "typed_through", suggestion_id=shown.suggestion_id), started)
-        plan = self._plan(engine, text, offset, eol, settings, model_key)
+        plan = self._plan(engine, text, offset, eol, settings, model_key, base)
         cached = self.cache.get(plan.key)
         if cached is not None:
             self.lanes.cancel(uri)
             self.stats.count("exactCacheHits")
-            return self._timed(self._show(uri, text, offset, cached, "exact_cache", plan), started)
-        return await self._ask_model(uri, engine, text, offset, plan, settings, is_current, started)
+            return self._timed(self._show(uri, text, offset, cached, "exact_cache", plan, place), started)
+        return await self._ask_model(uri, engine, text, offset, plan, settings, is_current, started, place)
 
-    def _plan(self, engine: CompletionEngine, text: str, offset: int, eol: str, settings: Settings, model_key: Hashable) -> _Plan:
+    def _plan(
+        self, engine: CompletionEngine, text: str, offset: int, eol: str, settings: Settings, model_key: Hashable, base: int = 0
+    ) -> _Plan:
         shape = describe_cursor(text, offset, eol)
         budget = plan_budget(engine.info.context_tokens, settings.budget_new_tokens(), settings.prefix_ratio)
-        windows = extract_windows(text, offset, budget, self._token_counter(engine))
+        windows = extract_windows(text, offset, budget, self._token_counter(engine), base)
         max_new = settings.max_new_tokens if shape.mode == "multi" else settings.max_new_tokens_single_line
         return _Plan(shape, windows, max_new, (model_key, windows.prefix, windows.suffix, shape, max_new), model_key)
 
@@ -125,6 +133,7 @@ class Completer:
         settings: Settings,
         is_current: Callable[[], bool],
         started: float,
+        place: dict[str, int],
     ) -> Suggestion:
         request = CompletionRequest(
             prefix=plan.windows.prefix,
@@ -151,7 +160,7 @@ class Completer:
         if not is_current():
             self.stats.count("stale")
             return replace(empty, reason="stale", result=result)
-        suggestion = self._show(uri, text, offset, completion, "model", plan)
+        suggestion = self._show(uri, text, offset, completion, "model", plan, place)
         return self._timed(replace(suggestion, result=result), started, record=False)
 
     async def _decode(
@@ -178,13 +187,13 @@ class Completer:
         finally:
             self.lanes.finish(uri, flag)
 
-    def _show(self, uri: str, text: str, offset: int, completion: str, source: Source, plan: _Plan) -> Suggestion:
+    def _show(self, uri: str, text: str, offset: int, completion: str, source: Source, plan: _Plan, place: dict[str, int]) -> Suggestion:
         if not completion:
             self.stats.count("empty")
             self.cache.forget(uri)
             return Suggestion("", source, "empty", mode=plan.shape.mode, windows=plan.windows)
         suggestion_id = uuid.uuid4().hex[:16]
-        self.cache.remember(uri, ShownSuggestion(suggestion_id, text[:offset], text[offset:], completion, plan.model_key))
+        self.cache.remember(uri, ShownSuggestion(suggestion_id, text[:offset], text[offset:], completion, plan.model_key, **place))
         return Suggestion(completion, source, suggestion_id=suggestion_id, mode=plan.shape.mode, windows=plan.windows)
 
     def _timed(self, suggestion: Suggestion, started: float, record: bool = True) -> Suggestion:

@@ -20,6 +20,7 @@ from pygls.lsp.server import LanguageServer
 
 from . import __version__
 from .completer import Completer, Suggestion
+from .context import window_reach_chars
 from .documents import DocumentStore, Encoding
 from .engine_adapter import load_completion_engine
 from .engine_host import EngineHost, Loader
@@ -174,14 +175,17 @@ async def _suggest_at(
         return None
     offset = document.offset_at(position, ls.encoding)
     cursor = document.position_at(offset, ls.encoding)
-    version = document.version
+    version, revision = document.version, document.revision
+    engine = ls.host.engine
+    excerpt, base = document.excerpt(offset, window_reach_chars(engine.info.context_tokens if engine else 2048))
     settings = replace(ls.settings, debounce_ms=0) if invoked else ls.settings
     ls.in_flight += 1
     ls.peak_in_flight = max(ls.peak_in_flight, ls.in_flight)
     try:
         suggestion = await ls.completer.suggest(
-            uri, document.text, offset, settings, eol=document.eol, is_current=lambda: ls.documents.version(uri) == version
-        )
+            uri, excerpt, offset - base, settings, eol=document.eol, base=base, document_chars=len(document),
+            is_current=lambda: ls.documents.revision(uri) == revision,
+        )  # fmt: skip
     finally:
         ls.in_flight -= 1
     suggestion = replace(suggestion, document_version=version)
@@ -330,7 +334,7 @@ def santacoder_document_state(ls: SantaCoderServer, params: Any) -> dict[str, An
     if document is None:
         return None
     digest = hashlib.sha256(document.text.encode("utf-8", "surrogatepass")).hexdigest()
-    return {"uri": uri, "version": document.version, "length": len(document.text), "sha256": digest}
+    return {"uri": uri, "version": document.version, "length": len(document), "sha256": digest}
 
 
 def shutdown(ls: SantaCoderServer, params: Any) -> None:
