@@ -196,18 +196,22 @@ def run_complete(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     settings = replace(_settings_from_args(parser, args), debounce_ms=0)
     _configure_logging("WARNING" if args.log_level == "INFO" else args.log_level, args.log_file)
+    from .documents import Document
+    from .headless import InputError, check_position, read_source
+
+    try:  # a bad file or position: one line, no usage text (the command line itself was fine)
+        text, encoding = read_source(args.file)
+        document = Document(args.file.resolve().as_uri(), text)
+        offset = check_position(document, args.file, args.line, args.character)
+    except InputError as error:
+        print(f"santacoder-lsp: {error}", file=sys.stderr)
+        return 1
     try:
-        with open(args.file, encoding="utf-8", newline="") as handle:  # keep CRLF as it is
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as error:
-        parser.error(f"cannot read {args.file}: {error}")
-    if args.line < 0 or args.character < 0:
-        parser.error("--line and --character are 0-based and cannot be negative")
-    try:
-        out = asyncio.run(_complete_once(args.file, text, args.line, args.character, settings))
+        out = asyncio.run(_complete_once(document, offset, settings))
     except _LoadFailed as error:
         print(f"santacoder-lsp: {error}", file=sys.stderr)
         return 1
+    out["encoding"] = encoding
     if args.json:
         sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
     else:
@@ -220,11 +224,8 @@ class _LoadFailed(Exception):
     pass
 
 
-async def _complete_once(path: Path, text: str, line: int, character: int, settings: Settings) -> dict[str, Any]:
-    from lsprotocol import types
-
+async def _complete_once(document, offset: int, settings: Settings) -> dict[str, Any]:
     from .completer import Completer
-    from .documents import Document
     from .engine_host import EngineHost
     from .stats import ServerStats
 
@@ -232,9 +233,7 @@ async def _complete_once(path: Path, text: str, line: int, character: int, setti
     error = await host.load(settings.load_options())
     if error:
         raise _LoadFailed(error)
-    document = Document(path.resolve().as_uri(), text)
-    offset = document.offset_at(types.Position(line=line, character=character))
-    suggestion = await Completer(host, ServerStats()).suggest(document.uri, text, offset, settings, eol=document.eol)
+    suggestion = await Completer(host, ServerStats()).suggest(document.uri, document.text, offset, settings, eol=document.eol)
     model = host.describe()
     host.close()
     result = suggestion.result
