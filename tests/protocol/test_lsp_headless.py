@@ -36,6 +36,7 @@ def test_json_output_has_text_and_stats(tmp_path):
     out = json.loads(done.stdout)
     assert out["text"] == "return sum(values)"
     assert (out["mode"], out["stopReason"], out["model"]["state"]) == ("multi", "callback", "ready")
+    assert (out["model"]["quantization"], out["encoding"]) == ("none", "utf-8")
     assert out["stats"]["generated_tokens"] > 0 and out["prefixTokens"] > 0
 
 

@@ -30,6 +30,7 @@ def test_each_connection_is_a_fresh_session():
             assert second.request("santacoder/documentState", {"uri": "file:///w/a.py"})["result"] is None  # not open here
             current = second.stats()
             assert current["settings"]["maxNewTokens"] == 64 and current["requests"] == 0  # defaults, fresh counters
+            assert current["model"]["quantization"] == "none"  # santacoder/stats names the quantization
         finally:
             sock.close()
         assert "Traceback" not in server.stderr
