@@ -90,3 +90,35 @@ async def test_crlf_documents_get_crlf_suggestions_and_lf_prompts():
     assert suggestion.text == "x = 1\r\n    return x"
     assert "\r" not in engine.calls[0].prefix + engine.calls[0].suffix
     assert engine.calls[0].cache_key == URI
+
+
+async def test_an_excerpt_of_a_large_document_types_through_like_the_whole_text():
+    """The server passes an excerpt around the cursor (Document.excerpt) and its base offset."""
+    from lsp_server.context import window_reach_chars
+    from lsp_server.documents import Document
+
+    engine = FakeEngine(rules=[Rule("value = ", "compute(alpha)")], context_tokens=256)
+    completer = await ready_completer(engine)
+    filler = "".join(f"line_{k} = {k}\n" for k in range(20_000))
+    doc = Document(URI, filler + "value = \n" + filler)
+    reach = window_reach_chars(256)
+
+    async def suggest_at(offset: int):
+        excerpt, base = doc.excerpt(offset, reach)
+        assert base > 0 and len(excerpt) < len(doc) // 10
+        return await completer.suggest(URI, excerpt, offset - base, SETTINGS, base=base, document_chars=len(doc))
+
+    cursor = len(filler) + 8
+    first = await suggest_at(cursor)
+    assert (first.text, first.source) == ("compute(alpha)", "model")
+    doc.replace(cursor, cursor, "comp")
+    second = await suggest_at(cursor + 4)
+    assert (second.text, second.source) == ("ute(alpha)", "typed_through")
+    doc.replace(10, 11, "Z")  # an edit far away, outside every window: the document changed
+    doc.replace(cursor + 4, cursor + 4, "u")
+    third = await suggest_at(cursor + 5)
+    assert third.text == "te(alpha)"  # still typed through: nothing the model sees has changed
+    doc.replace(cursor + 100, cursor + 100, "!")  # an edit inside the suffix window
+    doc.replace(cursor + 5, cursor + 5, "t")
+    fourth = await suggest_at(cursor + 6)
+    assert fourth.source != "typed_through"
