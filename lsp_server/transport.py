@@ -120,26 +120,25 @@ async def _read_body(reader: asyncio.StreamReader, length: int, limits: FrameLim
         log.warning(
             "bad input from the client: dropping a message of %d bytes, over the limit of %d (--max-message-mb)", length, limits.max_bytes
         )
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limits.rest_timeout_s
     parts: list[bytes] = []
     received = 0
-    while received < length:
-        try:
-            chunk = await asyncio.wait_for(reader.read(min(length - received, _READ_BODY_BYTES)), max(0.0, deadline - loop.time()))
-        except (asyncio.TimeoutError, TimeoutError):
-            log.warning(
-                "bad input from the client: dropped a message whose body did not arrive within %.0f s of its header "
-                "(%d of %d bytes came; --frame-timeout-s); reading the next message",
-                limits.rest_timeout_s, received, length,
-            )  # fmt: skip
-            return None
-        if not chunk:
-            log.warning("the client's stream ended inside a message (%d of %d bytes)", received, length)
-            return None
-        received += len(chunk)
-        if not oversized:
-            parts.append(chunk)
+    try:
+        async with asyncio.timeout(limits.rest_timeout_s):  # one deadline, no task per read (wait_for made one)
+            while received < length:
+                chunk = await reader.read(min(length - received, _READ_BODY_BYTES))
+                if not chunk:
+                    log.warning("the client's stream ended inside a message (%d of %d bytes)", received, length)
+                    return None
+                received += len(chunk)
+                if not oversized:
+                    parts.append(chunk)
+    except TimeoutError:
+        log.warning(
+            "bad input from the client: dropped a message whose body did not arrive within %.0f s of its header "
+            "(%d of %d bytes came; --frame-timeout-s); reading the next message",
+            limits.rest_timeout_s, received, length,
+        )  # fmt: skip
+        return None
     return None if oversized else b"".join(parts)
 
 
