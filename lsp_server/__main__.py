@@ -146,8 +146,10 @@ def _serve_tcp(settings: Settings, forward: logging.Handler, host: str, port: in
 
     def end_session(protocol) -> None:
         server = protocol._server
+        for task in list(server._tasks):  # a model load the session started: not for the next one
+            task.cancel()
         server.completer.lanes.cancel_all()
-        server.host.close()  # a load still running is discarded when it ends
+        server.host.close()  # a load thread still running is discarded when it ends
 
     async def stop_on_signals() -> asyncio.Event:
         stop = asyncio.Event()
