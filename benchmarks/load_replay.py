@@ -1,6 +1,7 @@
 """Load: a fast typist for minutes, then a burst of requests, against the real server process.
 
     python benchmarks/load_replay.py [--model tiny] [--seconds 120] [--keys-per-second 20] [--burst 1000] [--json out.json]
+    python benchmarks/load_replay.py --huge-mb 10 100 [--huge-keystrokes 40] [--server-repo /work/base] [--json out.json]
 
 Typing: a held-out stdlib file is opened with its first lines and the rest is typed one
 character per keystroke at ``--keys-per-second``; every keystroke is a ``didChange`` followed by
@@ -11,6 +12,15 @@ cancelled; the newest one must still get a prompt answer.
 Prints what the server's memory did (peak RSS: ``VmHWM``; RSS after the model loaded and at
 the end), latency of the requests that were answered (not cancelled), how long the burst's
 newest request took, and the server's cache and queue figures against their budgets.
+
+Huge documents (``--huge-mb``, instead of the typing and burst phases): for each size, a fresh
+server gets a ``didOpen`` of that many MB (the held-out file repeated), then
+``--huge-keystrokes`` keystrokes in the middle of it, one at a time: a ``didChange`` and an
+``inlineCompletion`` request, timed from sending the change to the answer. The model there is
+a scripted engine that answers at once (``--huge-model``), so the figure is what the server
+itself spends per keystroke (edit applied, windows taken, caches checked) plus the round trip;
+with a real model, its decode would be added to every keystroke. ``--server-repo`` runs the
+server from another checkout (e.g. the code before a change) for a side-by-side comparison.
 """
 
 from __future__ import annotations
@@ -51,6 +61,14 @@ def rss_kib(pid: int) -> dict[str, int]:
         if name in ("VmRSS", "VmHWM"):
             out[name] = int(value.split()[0])
     return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used (all its threads)."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -253,14 +271,107 @@ def format_report(figures: Figures) -> str:
     ])  # fmt: skip
 
 
+# -- huge documents --------------------------------------------------------------------------
+
+INSTANT_MODEL = 'fake:{"rules": [{"after": "= ", "text": "1"}]}'
+
+
+def server_from(repo: Path | None) -> tuple[list[str] | None, dict[str, str] | None]:
+    """(command, env) that run the server from checkout ``repo`` (``None``: this one). ``-P``
+    keeps the current directory off ``sys.path``, so ``PYTHONPATH`` decides which code runs."""
+    if repo is None:
+        return None, None
+    from tests.protocol.harness import server_env
+
+    env = server_env()
+    env["PYTHONPATH"] = str(repo)
+    env["SANTACODER_LSP_FAKE_ENGINE"] = str(repo / "tests" / "fakes.py")
+    return [sys.executable, "-P", "-m", "lsp_server", "--log-level", "WARNING"], env
+
+
+def run_huge(size_mb: float, keystrokes: int = 40, model: str = INSTANT_MODEL, repo: Path | None = None, source: str | None = None) -> dict[str, Any]:
+    """One fresh server, one document of ``size_mb`` MB, ``keystrokes`` timed keystrokes in its middle."""
+    from tests.reliability.client import BackgroundClient
+
+    source = source if source is not None else default_source()
+    size_chars = int(size_mb * 1_000_000)
+    text = (source * (size_chars // len(source) + 1))[:size_chars]
+    text = text[: text.rfind("\n") + 1]
+    line = text.count("\n", 0, len(text) // 2)  # a line start in the middle
+    command, env = server_from(repo)
+    client = BackgroundClient({"model": model, "debounceMs": 0}, command=command, env=env)
+    try:
+        if client.wait_for_model() != "ready":
+            raise SystemExit(f"the model did not load: {client.stats()['model']}")
+        pid = client.pid
+        uri = "file:///load/huge.py"
+        started = time.perf_counter()
+        client.notify("textDocument/didOpen", types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=text)))  # fmt: skip
+        client.stats()  # handled after the didOpen: the round trip includes it
+        open_s = time.perf_counter() - started
+        del text
+        typed = "y = 1\n"
+        character, times_ms, floor_ms, answered = 0, [], [], 0
+        cpu_before = cpu_seconds(pid)
+        for k in range(keystrokes):
+            char = typed[k % len(typed)]
+            position = types.Position(line=line, character=character)
+            sent = time.perf_counter()
+            client.notify("textDocument/didChange", types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=k + 2),
+                content_changes=[types.TextDocumentContentChangePartial(range=types.Range(start=position, end=position), text=char)],
+            ))  # fmt: skip
+            line, character = (line + 1, 0) if char == "\n" else (line, character + 1)
+            result = client.request("textDocument/inlineCompletion", _inline(uri, line, character), 600)
+            times_ms.append((time.perf_counter() - sent) * 1000)
+            answered += bool(_texts(result))
+            sent = time.perf_counter()
+            client.request("santacoder/stats", None)  # the round trip's floor: a request that does not touch the document
+            floor_ms.append((time.perf_counter() - sent) * 1000)
+        cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / keystrokes  # includes the floor requests
+        memory = rss_kib(pid)
+        return {
+            "sizeMB": size_mb, "openSeconds": round(open_s, 2), "keystrokes": keystrokes, "withSuggestion": answered,
+            "keystrokeMs": {"p50": round(percentile(times_ms, 0.5), 2), "p95": round(percentile(times_ms, 0.95), 2), "max": round(max(times_ms), 2)},
+            "floorMs": {"p50": round(percentile(floor_ms, 0.5), 2), "p95": round(percentile(floor_ms, 0.95), 2)},
+            "serverCpuMsPerKeystroke": round(cpu_ms, 1),
+            "peakVmHWM_MiB": round(memory["VmHWM"] / 1024, 1), "endRSS_MiB": round(memory["VmRSS"] / 1024, 1), "alive": client.alive(),
+        }  # fmt: skip
+    finally:
+        client.close()
+
+
+def format_huge(rows: list[dict[str, Any]], label: str) -> str:
+    lines = [f"huge documents ({label}): keystroke = didChange + inlineCompletion, instant model"]
+    for row in rows:
+        lines.append(
+            f"  {row['sizeMB']:g} MB: didOpen {row['openSeconds']} s; {row['keystrokes']} keystrokes: p50 {row['keystrokeMs']['p50']} ms,"
+            f" p95 {row['keystrokeMs']['p95']} ms, max {row['keystrokeMs']['max']} ms (round-trip floor p50 {row['floorMs']['p50']} ms);"
+            f" server CPU {row['serverCpuMsPerKeystroke']} ms per keystroke; {row['withSuggestion']} with a suggestion;"
+            f" server peak {row['peakVmHWM_MiB']} MiB (VmHWM); alive {row['alive']}"
+        )  # fmt: skip
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--keys-per-second", type=float, default=20)
     parser.add_argument("--burst", type=int, default=1000)
+    parser.add_argument("--huge-mb", type=float, nargs="+", help="run the huge-document phase for these sizes instead")
+    parser.add_argument("--huge-keystrokes", type=int, default=40)
+    parser.add_argument("--huge-model", default=INSTANT_MODEL)
+    parser.add_argument("--server-repo", type=Path, help="run the server from this checkout (huge-document phase)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
+    if args.huge_mb:
+        rows = [run_huge(size, args.huge_keystrokes, args.huge_model, args.server_repo) for size in args.huge_mb]
+        print(format_huge(rows, str(args.server_repo or REPO)))
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        return 0 if all(row["alive"] for row in rows) else 1
     figures = run_load(args.model, args.seconds, args.keys_per_second, args.burst)
     print(format_report(figures))
     if args.json:

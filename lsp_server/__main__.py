@@ -4,10 +4,11 @@
     santacoder-lsp complete FILE --line L --character C [--json] [--model M ...]
 
 The server speaks LSP on stdin/stdout (the default; ``--stdio`` is accepted because VS Code's
-client may add it) or on TCP, to one client, on loopback unless ``--host`` says otherwise. It
+client may add it) or on TCP, on loopback unless ``--host`` says otherwise. Over stdio it
 exits when the client sends ``exit`` (code 0 after ``shutdown``, else 1) or closes the
-connection (code 0). Model options given here are the defaults that the client's
-settings override. In stdio mode the protocol gets a private copy of file descriptor 1 and
+connection (code 0). Over TCP it serves one client at a time, each connection a fresh
+session, and keeps listening after a client leaves, until SIGINT or SIGTERM (code 0).
+Model options given here are the defaults that the client's settings override. In stdio mode the protocol gets a private copy of file descriptor 1 and
 descriptor 1 itself is pointed at stderr, so a stray print (ours or a library's, Python or C)
 cannot corrupt the protocol stream.
 """
@@ -29,6 +30,7 @@ from model_runtime.api import DEVICES, DTYPES, FIM_ORDERS, QUANTIZATIONS
 
 from . import __version__
 from .settings import Settings, parse_settings
+from .transport import DEFAULT_FRAME_TIMEOUT_S, DEFAULT_MAX_MESSAGE_BYTES
 
 log = logging.getLogger("lsp_server")
 
@@ -88,30 +90,80 @@ def run_server(argv: Sequence[str]) -> int:
     transport.add_argument("--tcp", action="store_true", help="listen on --host/--port instead")
     parser.add_argument("--host", default="127.0.0.1", help="TCP address to listen on (default: loopback only)")
     parser.add_argument("--port", type=int, default=2087, help="TCP port (default 2087)")
+    parser.add_argument("--max-message-mb", type=float, default=DEFAULT_MAX_MESSAGE_BYTES / 2**20,
+                        help="drop a message larger than this (default %(default).0f MiB)")  # fmt: skip
+    parser.add_argument("--frame-timeout-s", type=float, default=DEFAULT_FRAME_TIMEOUT_S,
+                        help="drop a message whose body has not all come this long after its header (default %(default).0f s)")  # fmt: skip
     parser.add_argument("--clientProcessId", help=argparse.SUPPRESS)  # some LSP clients add it
     _add_model_options(parser)
     args = parser.parse_args(argv)
+    problem = _transport_problem(args)
+    if problem:
+        print(f"santacoder-lsp: {problem}", file=sys.stderr)
+        return 2
     settings = _settings_from_args(parser, args)
     _configure_logging(args.log_level, args.log_file)
 
     from .server import ClientLogHandler, create_server
-    from .transport import run_stdio, run_tcp
+    from .transport import FrameLimits, run_stdio
 
+    limits = FrameLimits(max_bytes=int(args.max_message_mb * 2**20), rest_timeout_s=args.frame_timeout_s)
     server = create_server(settings)
     forward = ClientLogHandler(server)
     for name in ("lsp_server", "model_runtime"):
         logging.getLogger(name).addHandler(forward)
     log.info("santacoder-lsp %s starting (%s)", __version__, "tcp" if args.tcp else "stdio")
     if args.tcp:
-        try:
-            return run_tcp(server.protocol, args.host, args.port, on_listening=_announce_listening)
-        except OSError as error:
-            log.error("cannot listen on %s:%d (%s): choose another --port or --host", args.host, args.port, error.strerror or error)
-            return 1
+        return _serve_tcp(settings, forward, args.host, args.port, limits)
     protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
-    return run_stdio(server.protocol, sys.stdin.fileno(), protocol_out)
+    return run_stdio(server.protocol, sys.stdin.fileno(), protocol_out, limits)
+
+
+def _transport_problem(args: argparse.Namespace) -> str | None:
+    if not 0 <= args.port <= 65535:
+        return f"--port must be from 0 to 65535, got {args.port}"
+    if not args.max_message_mb > 0:
+        return f"--max-message-mb must be more than 0, got {args.max_message_mb:g}"
+    if not args.frame_timeout_s > 0:
+        return f"--frame-timeout-s must be more than 0, got {args.frame_timeout_s:g}"
+    return None
+
+
+def _serve_tcp(settings: Settings, forward: logging.Handler, host: str, port: int, limits) -> int:
+    """One fresh server (documents, settings, engine host) per connection, until SIGINT or
+    SIGTERM. The client log follows the current session."""
+    import signal
+
+    from .server import create_server
+    from .transport import run_tcp
+
+    def new_session():
+        server = create_server(settings)
+        forward.server = server  # type: ignore[attr-defined]
+        return server.protocol
+
+    def end_session(protocol) -> None:
+        server = protocol._server
+        for task in list(server._tasks):  # a model load the session started: not for the next one
+            task.cancel()
+        server.completer.lanes.cancel_all()
+        server.host.close()  # a load thread still running is discarded when it ends
+
+    async def stop_on_signals() -> asyncio.Event:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(number, stop.set)
+        return stop
+
+    try:
+        return run_tcp(new_session, host, port, _announce_listening, limits, end_session, stop_on_signals)
+    except (OSError, OverflowError) as error:
+        reason = getattr(error, "strerror", None) or error
+        log.error("cannot listen on %s:%d (%s): choose another --port or --host", host, port, reason)
+        return 1
 
 
 def _announce_listening(addresses: list[tuple[str, int]]) -> None:
@@ -146,18 +198,22 @@ def run_complete(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     settings = replace(_settings_from_args(parser, args), debounce_ms=0)
     _configure_logging("WARNING" if args.log_level == "INFO" else args.log_level, args.log_file)
+    from .documents import Document
+    from .headless import InputError, check_position, read_source
+
+    try:  # a bad file or position: one line, no usage text (the command line itself was fine)
+        text, encoding = read_source(args.file)
+        document = Document(args.file.resolve().as_uri(), text)
+        offset = check_position(document, args.file, args.line, args.character)
+    except InputError as error:
+        print(f"santacoder-lsp: {error}", file=sys.stderr)
+        return 1
     try:
-        with open(args.file, encoding="utf-8", newline="") as handle:  # keep CRLF as it is
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as error:
-        parser.error(f"cannot read {args.file}: {error}")
-    if args.line < 0 or args.character < 0:
-        parser.error("--line and --character are 0-based and cannot be negative")
-    try:
-        out = asyncio.run(_complete_once(args.file, text, args.line, args.character, settings))
+        out = asyncio.run(_complete_once(document, offset, settings))
     except _LoadFailed as error:
         print(f"santacoder-lsp: {error}", file=sys.stderr)
         return 1
+    out["encoding"] = encoding
     if args.json:
         sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
     else:
@@ -170,11 +226,8 @@ class _LoadFailed(Exception):
     pass
 
 
-async def _complete_once(path: Path, text: str, line: int, character: int, settings: Settings) -> dict[str, Any]:
-    from lsprotocol import types
-
+async def _complete_once(document, offset: int, settings: Settings) -> dict[str, Any]:
     from .completer import Completer
-    from .documents import Document
     from .engine_host import EngineHost
     from .languages import language_id_for_path
     from .stats import ServerStats
@@ -183,11 +236,10 @@ async def _complete_once(path: Path, text: str, line: int, character: int, setti
     error = await host.load(settings.load_options())
     if error:
         raise _LoadFailed(error)
-    document = Document(path.resolve().as_uri(), text, language_id=language_id_for_path(path.name))
-    offset = document.offset_at(types.Position(line=line, character=character))
     suggestion = await Completer(host, ServerStats()).suggest(
-        document.uri, text, offset, settings, eol=document.eol, language_id=document.language_id
-    )
+        document.uri, document.text, offset, settings, eol=document.eol,
+        language_id=document.language_id or language_id_for_path(document.uri),
+    )  # fmt: skip
     model = host.describe()
     host.close()
     result = suggestion.result

@@ -89,19 +89,25 @@ class Completer:
         eol: str = "\n",
         language_id: str = "",
         ticket: Ticket | None = None,
+        base: int = 0,
+        document_chars: int | None = None,
     ) -> Suggestion:
         """The suggestion at ``offset`` of ``text`` (document ``uri``). ``ticket``: the request's
         claim from ``self.lanes.begin(uri)`` (taken here when not given). Never raises except
-        ``CancelledError`` (``$/cancelRequest``), which also cancels the decode."""
+        ``CancelledError`` (``$/cancelRequest``), which also cancels the decode. ``text`` may
+        be an excerpt of the document (``Document.excerpt``, reaching ``window_reach_chars``
+        around the cursor) that starts at document offset ``base``, of a document
+        ``document_chars`` long: then a keystroke costs the excerpt, not the document."""
         ticket = ticket or self.lanes.begin(uri)
         try:
-            return await self._suggest(uri, text, offset, settings, eol, language_id, ticket)
+            return await self._suggest(uri, text, offset, settings, eol, language_id, ticket, base, document_chars)
         finally:
             self.lanes.finish(ticket)
 
     async def _suggest(
-        self, uri: str, text: str, offset: int, settings: Settings, eol: str, language_id: str, ticket: Ticket
-    ) -> Suggestion:
+        self, uri: str, text: str, offset: int, settings: Settings, eol: str, language_id: str, ticket: Ticket,
+        base: int, document_chars: int | None,
+    ) -> Suggestion:  # fmt: skip
         started = time.perf_counter()
         self.stats.count("requests")
         engine = self.host.engine
@@ -109,25 +115,27 @@ class Completer:
             self.stats.count("notReady")
             return Suggestion("", reason="not_ready")
         model_key: Hashable = (self.host.options, settings.fim_order)
-        hit = self.cache.typed_through(uri, text, offset, model_key)
+        place = {"base": base, "document_chars": len(text) if document_chars is None else document_chars}
+        hit = self.cache.typed_through(uri, text, offset, model_key, **place)
         if hit is not None:
             shown, rest = hit
             self.stats.count("typedThroughHits")
-            self.cache.remember(uri, ShownSuggestion(shown.suggestion_id, text[:offset], text[offset:], rest, model_key))
+            self.cache.remember(uri, ShownSuggestion(shown.suggestion_id, text[:offset], text[offset:], rest, model_key, **place))
             return self._timed(Suggestion(rest, "typed_through", suggestion_id=shown.suggestion_id), started)
-        plan = self._plan(engine, text, offset, eol, settings, model_key, language_id)
+        plan = self._plan(engine, text, offset, eol, settings, model_key, language_id, base)
         cached = self.cache.get(plan.key)
         if cached is not None:
             self.stats.count("exactCacheHits")
-            return self._timed(self._show(uri, text, offset, cached, "exact_cache", plan), started)
-        return await self._ask_model(uri, engine, text, offset, plan, settings, ticket, started)
+            return self._timed(self._show(uri, text, offset, cached, "exact_cache", plan, place), started)
+        return await self._ask_model(uri, engine, text, offset, plan, settings, ticket, started, place)
 
     def _plan(
-        self, engine: CompletionEngine, text: str, offset: int, eol: str, settings: Settings, model_key: Hashable, language_id: str
-    ) -> _Plan:
+        self, engine: CompletionEngine, text: str, offset: int, eol: str, settings: Settings, model_key: Hashable,
+        language_id: str, base: int = 0,
+    ) -> _Plan:  # fmt: skip
         shape = describe_cursor(text, offset, eol)
         budget = plan_budget(engine.info.prompt_budget(settings.budget_new_tokens()).prompt_tokens, settings.prefix_ratio)
-        windows = extract_windows(text, offset, budget, self._token_counter(engine))
+        windows = extract_windows(text, offset, budget, self._token_counter(engine), base)
         max_new = settings.max_new_tokens if shape.mode == "multi" else settings.max_new_tokens_single_line
         key = (model_key, windows.prefix, windows.suffix, shape, max_new, language_id, settings.min_confidence, settings.min_token_confidence)
         return _Plan(shape, windows, max_new, key, model_key, language_id)
@@ -142,6 +150,7 @@ class Completer:
         settings: Settings,
         ticket: Ticket,
         started: float,
+        place: dict[str, int],
     ) -> Suggestion:
         request = CompletionRequest(
             prefix=plan.windows.prefix,
@@ -176,7 +185,7 @@ class Completer:
             self.stats.count("lowConfidence")
             self.cache.forget(uri)
             return self._timed(replace(empty, reason="low_confidence", result=result, confidence=confidence), started, record=False)
-        suggestion = self._show(uri, text, offset, completion, "model", plan)
+        suggestion = self._show(uri, text, offset, completion, "model", plan, place)
         return self._timed(replace(suggestion, result=result, confidence=confidence), started, record=False)
 
     async def _decode(
@@ -200,13 +209,13 @@ class Completer:
             log.exception("completion failed for %s", uri)
             return error
 
-    def _show(self, uri: str, text: str, offset: int, completion: str, source: Source, plan: _Plan) -> Suggestion:
+    def _show(self, uri: str, text: str, offset: int, completion: str, source: Source, plan: _Plan, place: dict[str, int]) -> Suggestion:
         if not completion:
             self.stats.count("empty")
             self.cache.forget(uri)
             return Suggestion("", source, "empty", mode=plan.shape.mode, windows=plan.windows)
         suggestion_id = uuid.uuid4().hex[:16]
-        self.cache.remember(uri, ShownSuggestion(suggestion_id, text[:offset], text[offset:], completion, plan.model_key))
+        self.cache.remember(uri, ShownSuggestion(suggestion_id, text[:offset], text[offset:], completion, plan.model_key, **place))
         return Suggestion(completion, source, suggestion_id=suggestion_id, mode=plan.shape.mode, windows=plan.windows)
 
     def _timed(self, suggestion: Suggestion, started: float, record: bool = True) -> Suggestion:

@@ -20,10 +20,12 @@ from cachetools import LRUCache
 @dataclass(frozen=True)
 class ShownSuggestion:
     suggestion_id: str
-    before: str  # document text before the cursor when it was shown
-    after: str  # document text after the cursor
+    before: str  # text before the cursor when it was shown (of the excerpt the completer had)
+    after: str  # text after the cursor (of that excerpt)
     text: str  # the suggestion, as inserted
     model_key: Hashable
+    base: int = 0  # document offset of ``before``'s first character
+    document_chars: int = -1  # the document's length then; -1: before + after is the document
 
 
 class CompletionCache:
@@ -55,18 +57,30 @@ class CompletionCache:
     def shown(self, uri: str) -> ShownSuggestion | None:
         return self._shown.get(uri)
 
-    def typed_through(self, uri: str, text: str, offset: int, model_key: Hashable) -> tuple[ShownSuggestion, str] | None:
+    def typed_through(
+        self, uri: str, text: str, offset: int, model_key: Hashable, base: int = 0, document_chars: int | None = None
+    ) -> tuple[ShownSuggestion, str] | None:
         """(the shown suggestion, what is left of it) if, since it was shown, the user only typed
-        its first characters at the cursor; ``None`` otherwise (also when nothing is left)."""
+        its first characters at the cursor; ``None`` otherwise (also when nothing is left).
+        ``text`` is the document or an excerpt of it starting at document offset ``base``
+        (``document_chars`` long in all); "nothing else changed" is checked on the text both
+        excerpts hold (which holds every window the model sees) and on the document's length."""
         shown = self._shown.get(uri)
         if shown is None or shown.model_key != model_key:
             return None
-        typed_chars = offset - len(shown.before)
-        if typed_chars <= 0 or len(text) != len(shown.before) + typed_chars + len(shown.after):
+        chars = len(text) if document_chars is None else document_chars
+        shown_chars = len(shown.before) + len(shown.after) if shown.document_chars < 0 else shown.document_chars
+        shown_cursor = shown.base + len(shown.before)
+        typed_chars = base + offset - shown_cursor
+        if typed_chars <= 0 or chars != shown_chars + typed_chars or shown_cursor < base:
             return None
-        typed = text[len(shown.before) : offset]
+        typed = text[shown_cursor - base : offset]
         if not shown.text.startswith(typed) or len(typed) >= len(shown.text):
             return None
-        if not (text.startswith(shown.before) and text.endswith(shown.after)):
+        common = max(base, shown.base)
+        after_chars = min(len(text) - offset, len(shown.after))
+        if text[common - base : shown_cursor - base] != shown.before[common - shown.base :]:
+            return None
+        if text[offset : offset + after_chars] != shown.after[:after_chars]:
             return None
         return shown, shown.text[len(typed) :]

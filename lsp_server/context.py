@@ -32,6 +32,8 @@ Mode = Literal["single", "multi"]
 
 CHARS_PER_TOKEN_ESTIMATE = 3
 WINDOW_STEP_FRACTION = 8  # a window edge jumps by about 1/8 of the prompt budget
+MAX_CHARS_PER_TOKEN = 16  # text farther than budget x this from the cursor is never in a window
+CURSOR_LOOKAHEAD_CHARS = 4096  # describe_cursor looks this far past the cursor line for the next line
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _BLOCK_OPENERS = (":", "{", "(", "[", "=>", " do", " then")
 _CLOSERS = (")", "]", "}", "end")
@@ -124,11 +126,14 @@ def _fit_by_bytes_forward(text: str, offset: int, end_limit: int, budget: int) -
     return end
 
 
-def prefix_window_start(text: str, offset: int, budget_tokens: int, step_chars: int, counter: TokenCounter) -> int:
-    """Document offset where the prefix window starts (see the module docstring)."""
-    if len(text[:offset].encode("utf-8")) <= budget_tokens:
+def prefix_window_start(text: str, offset: int, budget_tokens: int, step_chars: int, counter: TokenCounter, base: int = 0) -> int:
+    """Index into ``text`` where the prefix window starts (see the module docstring).
+    ``text`` may be an excerpt whose first character is at document offset ``base``
+    (``Document.excerpt``, reaching at least ``window_reach_chars`` around the cursor)."""
+    if base == 0 and offset <= budget_tokens and len(text[:offset].encode("utf-8")) <= budget_tokens:
         return 0  # every token is at least one byte: it fits whole
-    lowest = max(0, offset - budget_tokens * 16)  # farther text cannot fit in practice
+    lowest = max(0, base + offset - budget_tokens * MAX_CHARS_PER_TOKEN) - base  # farther text cannot fit in practice
+    lowest = max(0, lowest)
     starts = _line_starts_before(text, offset, lowest)
     if not starts:
         return _fit_by_bytes_backward(text, lowest, offset, budget_tokens)
@@ -142,7 +147,7 @@ def prefix_window_start(text: str, offset: int, budget_tokens: int, step_chars: 
         if estimate > budget_tokens:
             break
         previous = starts[i - 1] if i > 0 else _previous_line_start(text, start)
-        is_anchor = start == 0 or start // step_chars > previous // step_chars
+        is_anchor = base + start == 0 or (base + start) // step_chars > (base + previous) // step_chars
         if is_anchor or start == cursor_line:
             chosen.append(start)
     for start in reversed(chosen):  # farthest first; the first that truly fits wins
@@ -156,9 +161,9 @@ def suffix_window_end(text: str, offset: int, budget_tokens: int, counter: Token
     a function of the text after the cursor alone, which typing at the cursor does not change,
     so the suffix stays identical while the user types without needing coarse anchors."""
     size = len(text)
-    if len(text[offset:].encode("utf-8")) <= budget_tokens:
+    if size - offset <= budget_tokens and len(text[offset:].encode("utf-8")) <= budget_tokens:
         return size
-    highest = min(size, offset + budget_tokens * 16)
+    highest = min(size, offset + budget_tokens * MAX_CHARS_PER_TOKEN)
     ends = [m.end() for m in _LINE_BREAK.finditer(text, offset, highest)]  # after each line break
     if not ends:
         return _fit_by_bytes_forward(text, offset, highest, budget_tokens)
@@ -174,16 +179,27 @@ def suffix_window_end(text: str, offset: int, budget_tokens: int, counter: Token
     return _fit_by_bytes_forward(text, offset, ends[0], budget_tokens)  # a giant cursor line
 
 
-def extract_windows(text: str, offset: int, budget: Budget, counter: TokenCounter) -> Windows:
+def extract_windows(text: str, offset: int, budget: Budget, counter: TokenCounter, base: int = 0) -> Windows:
     """Suffix first: a suffix shorter than its budget gives the rest to the prefix. The suffix
-    does not change while the user types at the cursor, so neither does that transfer."""
+    does not change while the user types at the cursor, so neither does that transfer.
+
+    ``text`` is the document, or an excerpt of it starting at document offset ``base`` and
+    reaching ``window_reach_chars`` on both sides of the cursor (or to the document's ends):
+    the windows are then the same as the whole document's, at the cost of the excerpt.
+    ``offset`` indexes ``text``; the offsets in the result are the document's."""
     suffix_end = suffix_window_end(text, offset, budget.suffix_tokens, counter)
     suffix = normalize_newlines(text[offset:suffix_end])
     suffix_tokens = counter.count(suffix) if suffix else 0
     prefix_budget = budget.prefix_tokens + max(0, budget.suffix_tokens - suffix_tokens)
-    prefix_start = prefix_window_start(text, offset, prefix_budget, budget.step_chars, counter)
+    prefix_start = prefix_window_start(text, offset, prefix_budget, budget.step_chars, counter, base)
     prefix = normalize_newlines(text[prefix_start:offset])
-    return Windows(prefix, suffix, prefix_start, suffix_end, counter.count(prefix) if prefix else 0, suffix_tokens)
+    return Windows(prefix, suffix, base + prefix_start, base + suffix_end, counter.count(prefix) if prefix else 0, suffix_tokens)
+
+
+def window_reach_chars(context_tokens: int) -> int:
+    """How far from the cursor the windows (and ``describe_cursor``) may look, in characters:
+    an excerpt reaching this far on each side gives the same windows as the whole document."""
+    return context_tokens * MAX_CHARS_PER_TOKEN + CURSOR_LOOKAHEAD_CHARS + 1
 
 
 # -- the cursor's shape -----------------------------------------------------------------------

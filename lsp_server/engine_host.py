@@ -78,12 +78,15 @@ class EngineHost:
         self.engine, self.state = None, "idle"
 
     def describe(self) -> dict[str, object]:
+        """The model for ``santacoder/stats`` and the headless JSON; ``quantization`` is what
+        the loaded engine runs with, else what the current load asks for."""
         out: dict[str, object] = {"state": self.state, "name": self.options.model if self.options else None}
+        out["quantization"] = self.options.quantization if self.options else None
         if self.error:
             out["error"] = self.error
         if self.engine is not None:
             info = self.engine.info
-            out.update(device=info.device, dtype=info.dtype, contextTokens=info.context_tokens, parameters=info.parameters)
+            out.update(device=info.device, dtype=info.dtype, quantization=info.quantization, contextTokens=info.context_tokens, parameters=info.parameters)
         return out
 
 

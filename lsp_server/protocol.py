@@ -15,7 +15,7 @@ Messages that are not what they should be: every message passes ``receive`` (cal
 ParseError response, a non-object or a message without ``"jsonrpc": "2.0"`` an InvalidRequest,
 a request whose params do not fit the method's type an InvalidParams error naming the field,
 a request after ``shutdown`` an InvalidRequest and one before ``initialize``
-ServerNotInitialized; each is logged in one line. pygls 2.1 left such requests unanswered (the
+ServerNotInitialized, a second ``initialize`` an InvalidRequest (the first negotiation stays); each is logged in one line. pygls 2.1 left such requests unanswered (the
 client waited forever), logged a traceback instead of the problem, and showed the user a popup
 (``Error in server: ...``) for what was the client's fault. JSON-RPC also allows leaving
 ``params`` out, which pygls could not structure for methods outside the LSP specification
@@ -114,6 +114,12 @@ class SantaCoderProtocol(LanguageServerProtocol):
         if is_request and self._workspace is None and method != types.INITIALIZE:
             self._reject(msg_id, types.ErrorCodes.ServerNotInitialized, f"{method} before initialize", body)
             return
+        if method == types.INITIALIZE and self._workspace is not None:
+            # LSP: initialize is sent once. Answering it again would renegotiate the position
+            # encoding mid-session, and every later column would be read in the wrong units.
+            problem = f"initialize sent again; the first negotiation stays (position encoding {self._negotiated_encoding()})"
+            self._reject(msg_id, types.ErrorCodes.InvalidRequest, problem, body, respond=is_request)
+            return
         # Without a handler the params are not checked: pygls answers MethodNotFound (or ignores it).
         handled = method in self.fm.features or method in self.fm.builtin_features or method == types.CANCEL_REQUEST
         message_type = (handled and self.get_message_type(method)) or (JsonRPCRequestMessage if is_request else JsonRPCNotification)
@@ -124,6 +130,10 @@ class SantaCoderProtocol(LanguageServerProtocol):
             self._reject(msg_id, types.ErrorCodes.InvalidParams, problem, body, respond=is_request)
             return
         self.handle_message(message)
+
+    def _negotiated_encoding(self) -> str:
+        encoding = self._workspace.position_encoding if self._workspace is not None else None
+        return str(getattr(encoding, "value", encoding) or "utf-16")
 
     def _receive_response(self, data: dict[str, Any], body: bytes) -> None:
         """The client's answer to one of our requests (progress creation, configuration)."""

@@ -20,12 +20,13 @@ from pygls.lsp.server import LanguageServer
 
 from . import __version__
 from .completer import Completer, Suggestion
+from .context import window_reach_chars
 from .documents import DocumentStore, Encoding
 from .engine_adapter import load_completion_engine
 from .engine_host import EngineHost, Loader
 from .scheduler import Ticket
 from .protocol import SantaCoderProtocol
-from .settings import Settings, parse_settings
+from .settings import Settings, parse_settings, problems_message
 from .stats import ServerStats
 
 log = logging.getLogger(__name__)
@@ -72,16 +73,16 @@ class SantaCoderServer(LanguageServer):
         if self.loop is None:  # before `initialized`: report and load then
             self._pending_problems.extend(problems)
             return
-        for problem in problems:
-            self.report_once(problem)
+        if (message := problems_message(problems)) is not None:
+            self.report_once(message)
         if reload:
             self.start_model_load()
 
     def client_initialized(self) -> None:
         """The client is ready for notifications: report what parsing found, load the model."""
         self.loop = asyncio.get_running_loop()
-        for problem in self._pending_problems:
-            self.report_once(problem)
+        if (message := problems_message(self._pending_problems)) is not None:
+            self.report_once(message)
         self._pending_problems.clear()
         self.start_model_load()
 
@@ -168,13 +169,16 @@ async def _suggest_with(ls: SantaCoderServer, ticket: Ticket, position: types.Po
     offset = document.offset_at(position, ls.encoding)
     cursor = document.position_at(offset, ls.encoding)
     version = document.version
+    engine = ls.host.engine
+    excerpt, base = document.excerpt(offset, window_reach_chars(engine.info.context_tokens if engine else 2048))
     settings = replace(ls.settings, debounce_ms=0) if invoked else ls.settings
     ls.in_flight += 1
     ls.peak_in_flight = max(ls.peak_in_flight, ls.in_flight)
     try:
         suggestion = await ls.completer.suggest(
-            uri, document.text, offset, settings, eol=document.eol, language_id=document.language_id, ticket=ticket
-        )
+            uri, excerpt, offset - base, settings, eol=document.eol, base=base, document_chars=len(document),
+            language_id=document.language_id, ticket=ticket,
+        )  # fmt: skip
     finally:
         ls.in_flight -= 1
     suggestion = replace(suggestion, document_version=version)
@@ -323,7 +327,7 @@ def santacoder_document_state(ls: SantaCoderServer, params: Any) -> dict[str, An
     if document is None:
         return None
     digest = hashlib.sha256(document.text.encode("utf-8", "surrogatepass")).hexdigest()
-    return {"uri": uri, "version": document.version, "length": len(document.text), "sha256": digest}
+    return {"uri": uri, "version": document.version, "length": len(document), "sha256": digest}
 
 
 def shutdown(ls: SantaCoderServer, params: Any) -> None:

@@ -3,7 +3,8 @@
 
 Contract of ``parse_settings``: it never raises. Every bad value is replaced by the value it
 would have had (the base), and each problem comes back as one line that says what to do; the
-server reports each distinct line once. Keys absent from the payload keep their base value, so
+server shows all of one payload's problems as one message (``problems_message``), each
+distinct message once. Keys absent from the payload keep their base value, so
 a client may send only what it changes.
 """
 
@@ -160,21 +161,31 @@ _BY_KEY = {spec.key: spec for spec in _SPECS}
 assert {spec.attr for spec in _SPECS} | {"languages_default"} == {f.name for f in fields(Settings)}
 
 
+_JSON_NAMES = {str: "a string", int: "a number", float: "a number", bool: "a boolean", list: "an array", dict: "an object"}
+_SHAPE_EXAMPLE = '{"model": "tiny", "maxNewTokens": 64}'
+
+
 def parse_settings(raw: Any, base: Settings = Settings()) -> tuple[Settings, list[str]]:
-    """Return (settings, problems). ``raw`` is the client's JSON: flat, or under ``santacoder``."""
+    """Return (settings, problems). ``raw`` is the client's JSON: flat, or under ``santacoder``.
+    Unknown keys come back as one problem naming them all."""
     if raw is None:
         return base, []
-    if isinstance(raw, dict) and isinstance(raw.get(SECTION), dict):
+    if isinstance(raw, dict) and SECTION in raw and raw[SECTION] is not None:
+        if not isinstance(raw[SECTION], dict):
+            got = _JSON_NAMES.get(type(raw[SECTION]), type(raw[SECTION]).__name__)
+            return base, [f'"{SECTION}" settings must be an object such as {_SHAPE_EXAMPLE}, got {got} {raw[SECTION]!r}: using the previous values']
         raw = raw[SECTION]
     if not isinstance(raw, dict):
-        return base, [f"settings must be a JSON object, got {type(raw).__name__}: using the previous values"]
+        got = _JSON_NAMES.get(type(raw), type(raw).__name__)
+        return base, [f"settings must be an object such as {_SHAPE_EXAMPLE}, got {got}: using the previous values"]
     changes: dict[str, Any] = {}
     problems: list[str] = []
+    unknown: list[str] = []
     for key, value in raw.items():
         spec = _BY_KEY.get(key)
         if spec is None:
             if key not in _IGNORED_KEYS and key != SECTION:
-                problems.append(f"unknown setting {key!r} ignored: known settings are {', '.join(_BY_KEY)}")
+                unknown.append(key)
             continue
         if value is None:
             continue  # a client's way of saying "not set"
@@ -188,4 +199,17 @@ def parse_settings(raw: Any, base: Settings = Settings()) -> tuple[Settings, lis
             changes["languages"], changes["languages_default"] = parsed
         else:
             changes[spec.attr] = parsed
+    if unknown:
+        names = ", ".join(repr(key) for key in unknown)
+        problems.insert(0, f"unknown setting{'s' if len(unknown) > 1 else ''} {names} ignored: known settings are {', '.join(_BY_KEY)}")
     return replace(base, **changes), problems
+
+
+def problems_message(problems: list[str]) -> str | None:
+    """All of one settings payload's problems as one message (one popup, not one per key),
+    in a fixed order, so the same payload sent again gives the same message (shown once)."""
+    if not problems:
+        return None
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} settings problems: " + "; ".join(sorted(problems))

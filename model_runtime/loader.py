@@ -97,8 +97,27 @@ def _quantization_config(quantization: str, dtype: torch.dtype):
     except ImportError as error:
         raise ModelLoadError(f"quantization {quantization!r} needs bitsandbytes: pip install 'bitsandbytes>=0.50' ({error})") from error
     if quantization == "int8":
+        _quiet_bitsandbytes_casts()
         return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
+
+
+_BNB_CAST_WARNING = "MatMul8bitLt: inputs will be cast"
+
+
+class _DropCastWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_BNB_CAST_WARNING)
+
+
+def _quiet_bitsandbytes_casts() -> None:
+    """bitsandbytes logs "MatMul8bitLt: inputs will be cast from torch.float32 to float16" on
+    every int8 matmul whose input is not fp16: about 160 lines per completion on CPU (80 for
+    eight tokens of a two-layer model, measured). Said once here instead; idempotent."""
+    bnb_log = logging.getLogger("bitsandbytes.autograd._functions")
+    if not any(isinstance(f, _DropCastWarning) for f in bnb_log.filters):
+        bnb_log.addFilter(_DropCastWarning())
+        log.info("int8: bitsandbytes casts each int8 matmul's input to float16; its per-call warning about that is silenced")
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
@@ -112,6 +131,52 @@ def _hub_message(source: ModelSource, error: BaseException) -> str:
         f"could not get {source.location!r} from the Hugging Face hub ({reason[:160]}). If this machine is offline, "
         f"download the model elsewhere (hf download {source.location}) and set the model to that directory, or use 'tiny'"
     )
+
+
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _probe_hub(repo_id: str) -> str | None:
+    """``None`` if the hub answers (whatever it says about ``repo_id``), else why it cannot be
+    reached. One request with a short timeout: transformers' own first request retries with
+    backoff for over a minute (85 s measured with the hub's port closed) before it gives up."""
+    from huggingface_hub import HfApi, constants
+
+    try:
+        HfApi(endpoint=constants.ENDPOINT).model_info(repo_id, timeout=HUB_PROBE_TIMEOUT_S)
+    except Exception as error:  # noqa: BLE001 - only a failure to connect counts; see below
+        if _is_connection_error(error):
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            return f"{constants.ENDPOINT} cannot be reached ({reason[:120]})"
+    return None  # reachable (a 401/404 is the loader's to report, with its own message)
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    seen: BaseException | None = error
+    while seen is not None:
+        name = type(seen).__name__
+        if isinstance(seen, (ConnectionError, TimeoutError)) or name in ("ConnectError", "ConnectTimeout", "ReadTimeout", "TimeoutException", "OfflineModeIsEnabled", "ProxyError"):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _hub_locality(source: ModelSource) -> bool:
+    """``local_files_only`` for a hub id: ``True`` (the cache only) when the hub is offline
+    (HF_HUB_OFFLINE) or unreachable, and fails at once when the cache lacks the model."""
+    if _hub_offline():
+        return True
+    problem = _probe_hub(source.location)
+    if problem is None:
+        return False
+    log.warning("the Hugging Face hub: %s; trying the local cache", problem)
+    return True
 
 
 def _remote_code_message(model: str, what: str) -> str:
@@ -145,6 +210,47 @@ def _refuse_custom_code(source: ModelSource, model: str) -> None:
     raise ModelLoadError(_remote_code_message(model, f"Python code from its directory ({', '.join(files)}, named by auto_map in config.json)"))
 
 
+# Families whose fill-in-the-middle tokens the runtime knows (model_runtime.fim); GPTBigCode is
+# the one it is built and tested for. Other causal LMs with such tokens load too.
+SUPPORTED_FAMILIES = ("gpt_bigcode (SantaCoder, StarCoder)", "starcoder2 (StarCoder2)", "qwen2 (Qwen2.5-Coder)")
+
+
+def _supported_text() -> str:
+    return f"use a model of a supported family: {', '.join(SUPPORTED_FAMILIES)}, or another causal LM whose tokenizer has FIM tokens"
+
+
+def _refuse_unsupported_architecture(source: ModelSource, model: str, trust_remote_code: bool) -> None:
+    """A local model that transformers cannot load as a causal LM is refused here with the
+    families supported: transformers fails later, often in the tokenizer, with a message that
+    ended mid-sentence once cut to one line ("...the backend tokenizer from one of: ")."""
+    if source.kind == "hub":
+        return
+    try:
+        config = json.loads((Path(source.location) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"{model!r}: its config.json cannot be read ({_one_line(error)}): fix or replace that file") from error
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{model!r}: its config.json is not a JSON object: fix or replace that file")
+    if trust_remote_code and config.get("auto_map"):
+        return  # the model's own code decides
+    from transformers import CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str) or not model_type:
+        raise ModelLoadError(f"{model!r}: its config.json names no model_type, so its architecture is unknown: {_supported_text()}")
+    if model_type not in CONFIG_MAPPING:
+        raise ModelLoadError(f"{model!r} is a {model_type!r} model, an architecture this transformers does not know: {_supported_text()}")
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ModelLoadError(f"{model!r} is a {model_type!r} model, which is no causal language model and cannot complete code: {_supported_text()}")
+
+
+def _one_line(error: BaseException, limit_chars: int = 300) -> str:
+    """An exception's whole message on one line (its first line alone may end mid-sentence)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit_chars else text[: limit_chars - 3] + "..."
+
+
 def load_model(options: LoadOptions, progress: ProgressCallback | None = None):
     """Load (model, tokenizer, device, dtype). Raises ModelLoadError for anything a user can fix."""
     report = progress or (lambda stage, fraction: None)
@@ -156,10 +262,11 @@ def load_model(options: LoadOptions, progress: ProgressCallback | None = None):
     trust_remote_code = options.trust_remote_code is True  # never None: transformers would ask on stdin
     if not trust_remote_code:
         _refuse_custom_code(source, options.model)
+    _refuse_unsupported_architecture(source, options.model, trust_remote_code)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     common = {"trust_remote_code": trust_remote_code}
-    if source.kind != "hub":
+    if source.kind != "hub" or _hub_locality(source):
         common["local_files_only"] = True
     try:
         report("loading tokenizer", 0.1)
@@ -184,6 +291,6 @@ def load_model(options: LoadOptions, progress: ProgressCallback | None = None):
             raise ModelLoadError(_hub_message(source, error)) from error
         if "trust_remote_code" in str(error):
             raise ModelLoadError(_remote_code_message(options.model, "its own Python code")) from error
-        raise ModelLoadError(f"could not load {options.model!r}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from error
+        raise ModelLoadError(f"could not load {options.model!r}: {type(error).__name__}: {_one_line(error)}") from error
     model.eval()
     return model, tokenizer, device, dtype, source

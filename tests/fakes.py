@@ -64,13 +64,14 @@ class FakeEngine:
     token_delay_ms: float = 0.0
     context_tokens: int = 2048
     fim_order: str = "spm"
+    quantization: str = "none"  # as asked for in the load options; the fake has no weights to quantize
     calls: list[CompletionRequest] = field(default_factory=list)
     cancelled_calls: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def info(self) -> ModelInfo:
-        return ModelInfo("fake", "cpu", "fp32", "none", self.context_tokens, self.fim_order, FIM_TOKENS, 0)  # type: ignore[arg-type]
+        return ModelInfo("fake", "cpu", "fp32", self.quantization, self.context_tokens, self.fim_order, FIM_TOKENS, 0)  # type: ignore[arg-type]
 
     def count_tokens(self, text: str) -> int:
         return len(fake_tokens(text))
@@ -141,6 +142,7 @@ def load_fake_engine(spec_text: str, options: LoadOptions, progress=None) -> Fak
         raise ModelLoadError(spec["loadError"])
     engine = engine_from_spec(spec)
     engine.fim_order = options.fim_order
+    engine.quantization = options.quantization
     if progress is not None:
         progress("ready", 1.0)
     return engine

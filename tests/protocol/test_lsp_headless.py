@@ -36,6 +36,7 @@ def test_json_output_has_text_and_stats(tmp_path):
     out = json.loads(done.stdout)
     assert out["text"] == "return sum(values)"
     assert (out["mode"], out["stopReason"], out["model"]["state"]) == ("multi", "callback", "ready")
+    assert (out["model"]["quantization"], out["encoding"]) == ("none", "utf-8")
     assert out["stats"]["generated_tokens"] > 0 and out["prefixTokens"] > 0
 
 
@@ -63,3 +64,52 @@ def test_real_runtime_end_to_end(tmp_path, tiny_model_dir, capsys):
     assert out["model"]["device"] == "cpu" and out["model"]["state"] == "ready"
     assert out["stats"]["prompt_tokens"] > 0
     assert out["stopReason"] in ("eos", "max_tokens", "callback", "context_full")
+
+
+# -- files and positions the command cannot use: one line, a non-zero exit, no usage text ---------
+
+import pytest  # noqa: E402
+
+FILE_ERRORS = {
+    "missing": (lambda tmp: tmp / "nope.py", ("0", "0"), "does not exist: check the path"),
+    "directory": (lambda tmp: tmp, ("0", "0"), "is a directory: give a source file"),
+    "binary": (lambda tmp: _write(tmp / "a.bin", b"\x7fELF\x00\x01\x02"), ("0", "0"), "looks binary (it has NUL bytes)"),
+    "not-text": (lambda tmp: _write(tmp / "a.py", b"x = '\x81\x90\xff'\n"), ("0", "0"), "is not UTF-8 (byte 5 is 0x81) nor Latin-1 text"),
+    "unknown-cookie": (lambda tmp: _write(tmp / "a.py", b"# coding: klingon\nx = 1\n"), ("0", "0"), "names 'klingon', which Python does not know"),
+    "negative": (lambda tmp: _write(tmp / "a.py", b"x = 1\n"), ("-1", "0"), "are 0-based and cannot be negative"),
+    "line-past-end": (lambda tmp: _write(tmp / "a.py", b"x = 1\n"), ("5", "0"), "--line 5 is past the end of"),
+    "column-past-end": (lambda tmp: _write(tmp / "a.py", b"x = 1\n"), ("0", "9"), "--character 9 is past the end of line 0"),
+}
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("case", FILE_ERRORS, ids=list(FILE_ERRORS))
+def test_a_file_or_position_it_cannot_use_is_one_line_and_a_non_zero_exit(tmp_path, case):
+    make, (line, character), expected = FILE_ERRORS[case]
+    done = complete(str(make(tmp_path)), "--line", line, "--character", character, "--model", fake_model(rules=RULES))
+    assert done.returncode != 0 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("santacoder-lsp: ") and expected in lines[0], done.stderr
+    assert "usage:" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "data, encoding",
+    [
+        ("s = 'café'\r\nx = ".encode("latin-1"), "latin-1"),
+        ("# -*- coding: cp1252 -*-\r\ns = '€'\r\nx = ".encode("cp1252"), "cp1252"),
+    ],
+    ids=["latin-1", "coding-cookie"],
+)
+def test_latin1_files_and_files_with_a_coding_cookie_are_completed(tmp_path, data, encoding):
+    path = _write(tmp_path / "legacy.py", data)
+    last = data.decode(encoding).split("\r\n")
+    rules = [{"after": "x = ", "text": "42"}]
+    done = complete(str(path), "--line", str(len(last) - 1), "--character", "4", "--json", "--model", fake_model(rules=rules))
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert (out["text"], out["encoding"]) == ("42", encoding)

@@ -26,10 +26,38 @@ async def test_bad_settings_are_reported_once_and_replaced_by_defaults():
         await stats(client)  # a round trip, so the notification has been handled
         await asyncio.sleep(0.05)
         warnings = [m.message for m in client.messages if m.type == types.MessageType.Warning]
-        assert len(warnings) == 4
-        assert any("'maxNewTokens' must be a whole number" in w and "using 64" in w for w in warnings)
-        assert any("'device'" in w and "'tpu'" in w for w in warnings)
+        assert len(warnings) == 1, warnings  # one message for the whole payload
+        assert warnings[0].startswith("SantaCoder: 4 settings problems: ")
+        assert "'maxNewTokens' must be a whole number" in warnings[0] and "using 64" in warnings[0]
+        assert "'device'" in warnings[0] and "'tpu'" in warnings[0]
 
         # a good value later is taken
         client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"santacoder": {"maxNewTokens": 16}}))
         assert (await stats(client))["settings"]["maxNewTokens"] == 16
+
+
+ELEVEN_UNKNOWN = {f"mystery{k}": k for k in range(11)}
+
+
+async def test_eleven_unknown_keys_give_one_message_that_names_them_all():
+    model = fake_model(rules=[{"after": "x = ", "text": "1"}])
+    async with lsp_session({"model": model, **ELEVEN_UNKNOWN}) as client:
+        assert (await stats(client))["model"]["state"] == "ready"
+        await asyncio.sleep(0.05)
+        warnings = [m.message for m in client.messages if m.type == types.MessageType.Warning]
+        assert len(warnings) == 1, warnings
+        assert all(repr(key) in warnings[0] for key in ELEVEN_UNKNOWN)
+        assert "known settings are model, device" in warnings[0]
+
+
+async def test_a_santacoder_value_that_is_not_an_object_says_what_shape_is_expected():
+    model = fake_model(rules=[{"after": "x = ", "text": "1"}])
+    async with lsp_session({"model": model, "maxNewTokens": 16}) as client:
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"santacoder": "tiny"}))
+        current = await stats(client)
+        await asyncio.sleep(0.05)
+        assert current["settings"]["model"] == model and current["settings"]["maxNewTokens"] == 16  # kept
+        warnings = [m.message for m in client.messages if m.type == types.MessageType.Warning]
+        assert len(warnings) == 1, warnings
+        assert '"santacoder" settings must be an object such as {"model": "tiny"' in warnings[0]
+        assert "got a string 'tiny'" in warnings[0]

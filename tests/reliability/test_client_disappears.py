@@ -88,7 +88,7 @@ def test_exit_without_shutdown_exits_with_1():
 
 
 @pytest.mark.parametrize("ending", ["shutdown-exit", "exit", "disconnect"])
-def test_a_tcp_client_that_leaves_ends_the_server_without_a_traceback(ending):
+def test_a_tcp_client_that_leaves_ends_its_session_without_a_traceback_and_the_server_listens_on(ending):
     port = free_port()
     with ServerProcess("--tcp", "--port", str(port), stdio=False) as server:
         sock, connection = connect_tcp(port)
@@ -100,6 +100,16 @@ def test_a_tcp_client_that_leaves_ends_the_server_without_a_traceback(ending):
                 connection.close()
             else:
                 connection.notify("exit")
-            exits_cleanly(server, 1 if ending == "exit" else 0)
+            server.wait_for_log(f"ended (exit code {1 if ending == 'exit' else 0}); listening for the next client")
         finally:
             sock.close()
+        assert server.alive()
+        sock, connection = connect_tcp(port)  # an editor that restarts its client reconnects
+        try:
+            connection.initialize({"model": fake_model(rules=RULES)})
+            connection.open("file:///w/a.py", "x = \n")
+            assert [item["insertText"] for item in connection.inline("file:///w/a.py", 0, 4)["result"]["items"]] == ["42"]
+        finally:
+            sock.close()
+        server.process.terminate()
+        exits_cleanly(server, 0)

@@ -86,7 +86,9 @@ def test_tcp_listens_on_loopback_only_by_default():
             assert connection.initialize(wait_ready=False)["serverInfo"]["name"] == "santacoder-lsp"
             assert connection.request("shutdown")["result"] is None
             connection.notify("exit")
-            assert server.wait() == 0
+            server.wait_for_log("listening for the next client")  # TCP: a session ends, the server does not
+        server.process.terminate()
+        assert server.wait() == 0
         assert "WARNING" not in server.stderr and "Traceback" not in server.stderr
 
 
@@ -101,7 +103,9 @@ def test_tcp_on_all_interfaces_warns_loudly():
         with sock:
             connection.initialize(wait_ready=False)
             connection.close()
-            assert server.wait() == 0
+            server.wait_for_log("listening for the next client")
+        server.process.terminate()
+        assert server.wait() == 0
 
 
 def test_tcp_on_a_port_in_use_fails_with_one_clear_line():

@@ -127,3 +127,35 @@ def test_confidence_scores_only_the_tokens_that_were_shown():
     assert result.confidence(3) == (-0.15000000000000002, -0.2)  # the third token added nothing shown
     assert result.confidence(1) == (-0.1, -0.1)
     assert result.confidence(0) is None and CompletionResult("", StopReason.EOS).confidence(2) is None
+
+
+async def test_an_excerpt_of_a_large_document_types_through_like_the_whole_text():
+    """The server passes an excerpt around the cursor (Document.excerpt) and its base offset."""
+    from lsp_server.context import window_reach_chars
+    from lsp_server.documents import Document
+
+    engine = FakeEngine(rules=[Rule("value = ", "compute(alpha)")], context_tokens=256)
+    completer = await ready_completer(engine)
+    filler = "".join(f"line_{k} = {k}\n" for k in range(20_000))
+    doc = Document(URI, filler + "value = \n" + filler)
+    reach = window_reach_chars(256)
+
+    async def suggest_at(offset: int):
+        excerpt, base = doc.excerpt(offset, reach)
+        assert base > 0 and len(excerpt) < len(doc) // 10
+        return await completer.suggest(URI, excerpt, offset - base, SETTINGS, base=base, document_chars=len(doc))
+
+    cursor = len(filler) + 8
+    first = await suggest_at(cursor)
+    assert (first.text, first.source) == ("compute(alpha)", "model")
+    doc.replace(cursor, cursor, "comp")
+    second = await suggest_at(cursor + 4)
+    assert (second.text, second.source) == ("ute(alpha)", "typed_through")
+    doc.replace(10, 11, "Z")  # an edit far away, outside every window: the document changed
+    doc.replace(cursor + 4, cursor + 4, "u")
+    third = await suggest_at(cursor + 5)
+    assert third.text == "te(alpha)"  # still typed through: nothing the model sees has changed
+    doc.replace(cursor + 100, cursor + 100, "!")  # an edit inside the suffix window
+    doc.replace(cursor + 5, cursor + 5, "t")
+    fourth = await suggest_at(cursor + 6)
+    assert fourth.source != "typed_through"

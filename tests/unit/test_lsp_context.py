@@ -11,7 +11,9 @@ from lsp_server.context import (
     describe_cursor,
     extract_windows,
     plan_budget,
+    window_reach_chars,
 )
+from lsp_server.documents import Document
 from tests.fakes import fake_tokens
 
 COUNTER = TokenCounter(lambda text: len(fake_tokens(text)))
@@ -157,3 +159,19 @@ def test_cursor_shape_knows_the_rest_of_line_and_next_line_with_crlf():
     assert shape.line_before == "    return g(x"
     assert shape.line_after == ")"
     assert shape.next_line == "    y = 2"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lines=st.lists(st.text(alphabet="ab c(),:=\t😀é中", max_size=60), min_size=1, max_size=400),
+    where=st.floats(0, 1),
+    context_tokens=st.sampled_from([64, 128, 256]),
+)
+def test_an_excerpt_gives_the_same_windows_as_the_whole_document(lines, where, context_tokens):
+    """The server passes an excerpt of a huge document (Document.excerpt), not its text."""
+    text = "\n".join(lines)
+    offset = int(where * len(text))
+    budget = plan_budget(context_tokens, 16, 0.75)
+    whole = extract_windows(text, offset, budget, COUNTER)
+    excerpt, base = Document("file:///a.py", text).excerpt(offset, window_reach_chars(context_tokens))
+    assert extract_windows(excerpt, offset - base, budget, COUNTER, base) == whole

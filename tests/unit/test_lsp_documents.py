@@ -61,3 +61,96 @@ def test_incremental_changes_with_utf16_ranges():
         "utf-16",
     )
     assert store.get("file:///a.py").text == "new"
+
+
+# -- chunked storage: the same answers as one plain string ----------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import lsp_server.documents as documents_module  # noqa: E402
+
+_ALPHABET = "ab \t\r\n\n\u2028😀é"
+
+
+def _reference_line_starts(text: str) -> list[int]:
+    import re
+
+    return [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", text)]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])  # the fixture is constant
+@given(
+    text=st.text(alphabet=_ALPHABET, max_size=200),
+    edits=st.lists(st.tuples(st.integers(0, 300), st.integers(0, 40), st.text(alphabet=_ALPHABET, max_size=30)), max_size=25),
+)
+def test_chunked_edits_keep_text_lines_and_positions_equal_to_a_plain_string(monkeypatch_chunks, text, edits):
+    doc = Document("file:///a.py", text)
+    expected = text
+    for at, removed, inserted in edits:
+        start = min(at, len(expected))
+        end = min(len(expected), start + removed)
+        doc.replace(start, end, inserted)
+        expected = expected[:start] + inserted + expected[end:]
+        assert len(doc) == len(expected)
+        assert all(len(chunk) > 0 for chunk in doc._chunks) or doc._chunks == [""]
+        assert not any(a.endswith("\r") and b.startswith("\n") for a, b in zip(doc._chunks, doc._chunks[1:]))
+    assert doc.text == expected
+    starts = _reference_line_starts(expected)
+    assert doc.line_count == len(starts)
+    assert [doc.line_start(line) for line in range(len(starts))] == starts
+    for offset in range(len(expected) + 1):
+        line = doc.line_of(offset)
+        assert starts[line] <= offset and (line + 1 == len(starts) or offset < starts[line + 1])
+        for encoding in ("utf-16", "utf-8"):
+            assert doc.offset_at(doc.position_at(offset, encoding), encoding) == min(offset, _content_end(expected, starts, line))
+    for a in range(0, len(expected) + 1, 7):
+        assert doc.slice(a, a + 13) == expected[a : a + 13]
+
+
+def _content_end(text: str, starts: list[int], line: int) -> int:
+    """An offset inside a line break maps to the end of the line's content."""
+    end = starts[line + 1] if line + 1 < len(starts) else len(text)
+    while end > starts[line] and text[end - 1] in "\r\n":
+        end -= 1
+    return end
+
+
+def test_an_excerpt_starts_at_a_line_start_and_knows_its_base():
+    doc = Document("file:///a.py", "".join(f"line {k}\n" for k in range(10_000)))
+    offset = doc.offset_at(pos(5000, 3))
+    text, base = doc.excerpt(offset, 1000)
+    assert base > 0 and doc.text[base - 1] == "\n"
+    assert text == doc.text[base : offset + 1000] and base <= offset - 1000
+
+
+def test_a_huge_document_edit_touches_only_its_chunks():
+    doc = Document("file:///a.py", "x = 1\n" * 2_000_000)  # 12 MB
+    chunks = list(doc._chunks)
+    middle = doc.offset_at(pos(1_000_000, 4))
+    doc.replace(middle, middle, "2")
+    changed = [k for k, (a, b) in enumerate(zip(chunks, doc._chunks)) if a is not b]
+    assert len(doc._chunks) == len(chunks) and len(changed) == 1
+    assert doc.line_text(1_000_000) == "x = 21" and doc.line_text(999_999) == "x = 1"
+
+
+@pytest.fixture()
+def monkeypatch_chunks(monkeypatch):
+    """Chunks of 8 characters, so short texts cross many chunk boundaries."""
+    monkeypatch.setattr(documents_module, "CHUNK_CHARS", 8)
+
+
+def test_revisions_only_grow_even_when_the_client_version_goes_back_or_the_document_reopens(caplog):
+    store = DocumentStore()
+    uri = "file:///a.py"
+    store.open(types.TextDocumentItem(uri=uri, language_id="python", version=5, text="ab"))
+    seen = [store.revision(uri)]
+    full = types.TextDocumentContentChangeWholeDocument(text="older")
+    store.change(types.DidChangeTextDocumentParams(types.VersionedTextDocumentIdentifier(uri=uri, version=3), [full]), "utf-16")
+    assert "has version 3, not newer than 5" in caplog.text
+    assert (store.get(uri).text, store.version(uri)) == ("older", 3)  # the client's text and version
+    seen.append(store.revision(uri))
+    store.close(uri)
+    store.open(types.TextDocumentItem(uri=uri, language_id="python", version=1, text="ab"))
+    seen.append(store.revision(uri))
+    assert seen == sorted(set(seen))

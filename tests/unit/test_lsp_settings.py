@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lsp_server.settings import Settings, parse_settings
+from lsp_server.settings import Settings, parse_settings, problems_message
 
 
 def test_defaults():
@@ -44,3 +44,21 @@ def test_only_load_settings_trigger_a_reload():
     base = Settings()
     assert parse_settings({"debounceMs": 5, "fimOrder": "psm"}, base)[0].load_options().model == base.load_options().model
     assert parse_settings({"dtype": "bf16"}, base)[0].load_options() != base.load_options()
+
+
+def test_unknown_keys_are_one_problem_and_a_payload_one_message():
+    _, problems = parse_settings({"a": 1, "b": 2, "maxNewTokens": 0, "c": 3})
+    assert len(problems) == 2
+    assert problems[0].startswith("unknown settings 'a', 'b', 'c' ignored: known settings are model, ")
+    message = problems_message(problems)
+    assert message.startswith("2 settings problems: setting ") and "unknown settings 'a', 'b', 'c'" in message and "'maxNewTokens' must be" in message
+    assert problems_message(problems[:1]) == problems[0] and problems_message([]) is None
+
+
+def test_a_section_that_is_not_an_object_is_refused_with_the_shape_expected():
+    base = Settings(max_new_tokens=16)
+    for value, kind in (("tiny", "a string"), ([1], "an array"), (3, "a number")):
+        settings, problems = parse_settings({"santacoder": value}, base)
+        assert settings == base
+        assert len(problems) == 1 and f'"santacoder" settings must be an object such as' in problems[0] and kind in problems[0]
+    assert parse_settings({"santacoder": None, "maxNewTokens": 8}, base)[0].max_new_tokens == 8  # null: flat settings
