@@ -1,0 +1,415 @@
+"""Chunks of other files, and the one context block chosen from them for a request.
+
+What is held: line-aligned chunks (8 to 40 lines) of open documents, of documents closed
+recently and of workspace files the current one imports (``workspace_files``). A chunk boundary
+falls on a top-level line (no indentation), so an edit moves no boundary but its own chunk's and
+unchanged chunks keep their identity: a chunk's key is its document and a hash of its text.
+Bounded in chunks (LRU), in bytes and in chunks per document; a chunk whose lines mostly
+(Jaccard) repeat a held chunk is not added twice.
+
+What a request gets (``choose``): chunks of the same language from *other* documents, ranked by
+the identifiers they share with the cursor's window (weighted by rarity), minus chunks whose
+lines the window already shows, greedily fit into the token budget, then rendered in a stable
+order (path, then line) as ``{comment} {path}\\n{chunk lines}`` each. The choice is remembered
+per document and made again only when its signature (the store's content for that language, the
+window's start, the cursor's coarse line, the budget) changes, and even then the previous set is
+kept unless the new one scores clearly better (``HYSTERESIS``): the block is the first text of the
+prompt, so while it stays byte-identical its KV, and that of the windows after it, is reused.
+Typing in a document never changes its own block: its own chunks are not candidates, and its
+edits are re-chunked only when another document asks (``_refresh``).
+
+Everything runs on the event loop and is cheap: identifier sets and line hashes are computed
+once per chunk, a request that changes nothing costs one signature comparison. Token counts of
+chunks are memoized per chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Hashable, Iterable
+from urllib.parse import unquote, urlparse
+
+# Line-comment syntax by LSP languageId. A language without one gets no extra context: its
+# chunks could not carry their path header.
+LINE_COMMENTS: dict[str, str] = {
+    **dict.fromkeys(("python", "ruby", "shellscript", "perl", "r", "julia", "elixir", "powershell", "makefile", "dockerfile", "yaml", "toml", "coffeescript", "nim", "crystal"), "#"),
+    **dict.fromkeys(("c", "cpp", "cuda-cpp", "objective-c", "objective-cpp", "csharp", "java", "javascript", "javascriptreact", "typescript", "typescriptreact", "go", "rust", "swift", "kotlin", "scala", "php", "dart", "groovy", "zig", "solidity", "verilog", "proto"), "//"),
+    **dict.fromkeys(("lua", "sql", "haskell", "elm", "ada"), "--"),
+    **dict.fromkeys(("clojure", "lisp", "scheme", "racket"), ";"),
+    **dict.fromkeys(("latex", "tex", "erlang", "matlab", "prolog"), "%"),
+    "vim": '"',
+    "fortran": "!",
+    "bat": "REM",
+}
+# Languages whose files may feed each other (a .ts file imports .js ones); others match exactly.
+_LANGUAGE_FAMILIES = {
+    "javascriptreact": "javascript", "typescript": "javascript", "typescriptreact": "javascript",
+    "cpp": "c", "cuda-cpp": "c", "objective-c": "c", "objective-cpp": "c",
+}  # fmt: skip
+
+MIN_CHUNK_LINES = 8
+MAX_CHUNK_LINES = 40
+DUPLICATE_JACCARD = 0.7  # a chunk sharing this share of its lines with a held one is a duplicate
+SHOWN_FRACTION = 0.5  # a chunk with this share of its lines in the window adds nothing
+HYSTERESIS = 1.3  # a new set must score this many times the kept set's score to replace it
+CURSOR_LINES_PER_STEP = 16  # the choice is reconsidered when the cursor crosses such a step
+MAX_DOCUMENT_BYTES = 1 << 20  # larger documents are not chunked (generated files, logs)
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# Words every file shares: they say nothing about relevance.
+_COMMON_WORDS = frozenset(
+    "and def del elif else except false finally for from global import lambda none nonlocal not pass raise return "
+    "self true try while with yield class async await cls print len str int float bool dict list set tuple "
+    "const let var function new this null undefined void static public private protected struct enum "
+    "include define ifdef endif typedef unsigned char long short double auto break case continue default "
+    "goto sizeof switch extern inline package func type interface map chan range impl pub mut use mod fn "
+    "then end local nil args kwargs value result data".split()
+)
+
+
+def comment_prefix(language_id: str) -> str | None:
+    return LINE_COMMENTS.get(language_id)
+
+
+def language_family(language_id: str) -> str:
+    return _LANGUAGE_FAMILIES.get(language_id, language_id)
+
+
+def identifiers(text: str) -> frozenset[str]:
+    """Identifiers of at least three characters, minus keywords and words every file uses."""
+    return frozenset(word for word in _IDENTIFIER.findall(text) if word.lower() not in _COMMON_WORDS)
+
+
+def line_hashes(text: str) -> frozenset[int]:
+    """Hashes of the lines that say something (stripped, at least 4 characters)."""
+    return frozenset(hash(line) for line in (raw.strip() for raw in _LINE_BREAK.split(text)) if len(line) >= 4)
+
+
+def _is_boundary(line: str, previous: str) -> bool:
+    """A top-level line that may start a chunk: not indented, not a closer, not after a decorator."""
+    return bool(line) and not line[0].isspace() and line[0] not in ")]}" and not previous.startswith("@")
+
+
+def split_chunks(text: str) -> list[tuple[int, str]]:
+    """(first line, text ending with "\\n") of each chunk of ``text``, "\\n" line breaks.
+
+    A chunk ends before the first top-level line once it has ``MIN_CHUNK_LINES`` lines, and at
+    ``MAX_CHUNK_LINES`` lines at the latest. Boundaries depend on the lines near them only, so
+    an edit inside one chunk leaves the others' texts (and keys) unchanged."""
+    lines = _LINE_BREAK.split(text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    chunks: list[tuple[int, str]] = []
+    start, previous = 0, ""
+    for index, line in enumerate(lines):
+        size = index - start
+        if size >= MAX_CHUNK_LINES or (size >= MIN_CHUNK_LINES and _is_boundary(line, previous)):
+            chunks.append((start, "\n".join(lines[start:index]) + "\n"))
+            start = index
+        if line.strip():
+            previous = line
+    if start < len(lines):
+        chunks.append((start, "\n".join(lines[start:]) + "\n"))
+    return chunks
+
+
+def display_path(uri: str, roots: Iterable[str] = ()) -> str:
+    """The path a chunk's header shows: relative to the first workspace root that holds it,
+    else the file's name; non-file URIs keep their last segment."""
+    parsed = urlparse(uri)
+    path = unquote(parsed.path) if parsed.scheme in ("file", "") else uri
+    for root in roots:
+        root = root.rstrip("/") + "/"
+        if path.startswith(root):
+            return path[len(root) :]
+    return path.rsplit("/", 1)[-1] or path
+
+
+@dataclass(eq=False)
+class Chunk:
+    uri: str
+    language_id: str
+    first_line: int  # where it was when last chunked (for order and for "viewed"/"edited")
+    text: str  # "\n" line breaks, ends with "\n"
+    hashes: frozenset[int]
+    words: frozenset[str]
+    key: Hashable = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key = (self.uri, hashlib.blake2b(self.text.encode("utf-8", "surrogatepass"), digest_size=8).digest())
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.text.encode("utf-8", "surrogatepass"))
+
+
+@dataclass(frozen=True)
+class ContextBlock:
+    """The extra context of one request: ``text`` goes before the FIM layout as it is."""
+
+    text: str = ""
+    tokens: int = 0  # the sum of the chunks' counted tokens (the runtime counts the whole again)
+    keys: tuple[Hashable, ...] = ()
+
+
+@dataclass
+class _Choice:
+    signature: Hashable
+    block: ContextBlock
+
+
+@dataclass
+class _Document:
+    language_id: str
+    is_open: bool
+    focus_line: int = 0  # last edited or viewed line: the per-document cap keeps chunks near it
+    keys: list[Hashable] = field(default_factory=list)  # its held chunks, in document order
+
+
+class ContextStore:
+    """Owned by the event loop. ``read_open(uri)`` returns an open document's current text
+    (the server's document store); the store asks for it only when re-chunking."""
+
+    def __init__(
+        self,
+        read_open: Callable[[str], str | None] = lambda uri: None,
+        *,
+        max_chunks: int = 512,
+        max_bytes: int = 2 << 20,
+        max_chunks_per_document: int = 96,
+        roots: tuple[str, ...] = (),
+    ):
+        self.read_open = read_open
+        self.max_chunks, self.max_bytes, self.max_chunks_per_document = max_chunks, max_bytes, max_chunks_per_document
+        self.roots = roots  # workspace folder paths, for headers
+        self._chunks: OrderedDict[Hashable, Chunk] = OrderedDict()  # least recently used first
+        self._by_hash: dict[int, set[Hashable]] = {}
+        self._documents: dict[str, _Document] = {}
+        self._dirty: set[str] = set()
+        self._words_df: Counter[str] = Counter()  # in how many held chunks each identifier occurs
+        self._generation: Counter[str] = Counter()  # per language family: bumped on every add/remove
+        self._nbytes = 0
+        self._tokens: dict[Hashable, int] = {}
+        self._choices: dict[str, _Choice] = {}
+
+    # -- feeding -----------------------------------------------------------------------------
+    def opened(self, uri: str, language_id: str, text: str) -> None:
+        self._documents[uri] = _Document(language_id, True, self._documents.get(uri, _Document(language_id, True)).focus_line)
+        self._rechunk(uri, text)
+
+    def changed(self, uri: str, line: int | None = None) -> None:
+        """An open document changed (at ``line``, when known): re-chunked when another asks."""
+        document = self._documents.get(uri)
+        if document is None:
+            return
+        if line is not None:
+            document.focus_line = line
+        self._dirty.add(uri)
+
+    def viewed(self, uri: str, line: int) -> None:
+        """The cursor is at ``line``: its chunk counts as recently used."""
+        document = self._documents.get(uri)
+        if document is None:
+            return
+        document.focus_line = line
+        for key in document.keys:
+            chunk = self._chunks.get(key)
+            if chunk is not None and chunk.first_line <= line < chunk.first_line + MAX_CHUNK_LINES:
+                self._chunks.move_to_end(key)
+
+    def closed(self, uri: str, text: str | None) -> None:
+        """Its chunks stay (a document closed recently) until evicted."""
+        document = self._documents.get(uri)
+        if document is None:
+            return
+        if text is not None and uri in self._dirty:
+            self._rechunk(uri, text)
+        self._dirty.discard(uri)
+        document.is_open = False
+        self._choices.pop(uri, None)
+
+    def add_file(self, uri: str, language_id: str, text: str) -> bool:
+        """A workspace file that no editor has open (an import). Ignored when held already."""
+        if uri in self._documents:
+            return False
+        self._documents[uri] = _Document(language_id, False)
+        self._rechunk(uri, text)
+        return True
+
+    def holds(self, uri: str) -> bool:
+        return uri in self._documents
+
+    def _rechunk(self, uri: str, text: str) -> None:
+        document = self._documents[uri]
+        self._dirty.discard(uri)
+        if comment_prefix(document.language_id) is None or len(text) > MAX_DOCUMENT_BYTES:
+            pieces = []
+        else:
+            pieces = [(line, chunk) for line, chunk in split_chunks(text) if len(line_hashes(chunk)) >= 3]
+        if len(pieces) > self.max_chunks_per_document:  # keep those nearest the last edit or view
+            pieces = sorted(pieces, key=lambda piece: abs(piece[0] - document.focus_line))[: self.max_chunks_per_document]
+            pieces.sort()
+        fresh = [Chunk(uri, document.language_id, line, chunk, line_hashes(chunk), identifiers(chunk)) for line, chunk in pieces]
+        wanted = {chunk.key for chunk in fresh}
+        for key in document.keys:
+            if key not in wanted:
+                self._remove(key)
+        document.keys = []
+        for chunk in fresh:
+            held = self._chunks.get(chunk.key)
+            if chunk.key in document.keys:
+                continue  # the same text twice in one document
+            if held is not None:
+                held.first_line = chunk.first_line
+                document.keys.append(chunk.key)
+            elif self._add(chunk):
+                document.keys.append(chunk.key)
+        # Most recently used last: the chunks nearest the last edit or view are evicted last.
+        for key in sorted(document.keys, key=lambda k: -abs(self._chunks[k].first_line - document.focus_line)):
+            self._chunks.move_to_end(key)
+        self._evict()
+
+    def _add(self, chunk: Chunk) -> bool:
+        """Hold ``chunk`` unless a held chunk repeats most of its lines (that one is refreshed)."""
+        shared: Counter[Hashable] = Counter()
+        for value in chunk.hashes:
+            for key in self._by_hash.get(value, ()):
+                shared[key] += 1
+        for key, count in shared.items():
+            other = self._chunks[key]
+            if count / (len(chunk.hashes) + len(other.hashes) - count) >= DUPLICATE_JACCARD:
+                self._chunks.move_to_end(key)
+                return False
+        self._chunks[chunk.key] = chunk
+        for value in chunk.hashes:
+            self._by_hash.setdefault(value, set()).add(chunk.key)
+        self._words_df.update(chunk.words)
+        self._nbytes += chunk.nbytes
+        self._generation[language_family(chunk.language_id)] += 1
+        return True
+
+    def _remove(self, key: Hashable) -> None:
+        chunk = self._chunks.pop(key, None)
+        if chunk is None:
+            return
+        for value in chunk.hashes:
+            keys = self._by_hash.get(value)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_hash[value]
+        self._words_df.subtract(chunk.words)
+        self._nbytes -= chunk.nbytes
+        self._tokens.pop(key, None)
+        self._generation[language_family(chunk.language_id)] += 1
+
+    def _evict(self) -> None:
+        while self._chunks and (len(self._chunks) > self.max_chunks or self._nbytes > self.max_bytes):
+            key = next(iter(self._chunks))
+            uri = self._chunks[key].uri
+            self._remove(key)
+            document = self._documents.get(uri)
+            if document is not None:
+                document.keys = [k for k in document.keys if k != key]
+                if not document.keys and not document.is_open:
+                    del self._documents[uri]
+
+    # -- choosing ----------------------------------------------------------------------------
+    def language_of(self, uri: str) -> str | None:
+        document = self._documents.get(uri)
+        return document.language_id if document is not None else None
+
+    def has_candidates(self, uri: str) -> bool:
+        """Whether a request in ``uri`` could get any context (same language, another document)."""
+        language = self.language_of(uri)
+        if language is None or comment_prefix(language) is None:
+            return False
+        family = language_family(language)
+        return any(
+            other != uri and language_family(document.language_id) == family and (document.keys or other in self._dirty)
+            for other, document in self._documents.items()
+        )
+
+    def choose(
+        self, uri: str, window_text: str, window_start: int, cursor_line: int, budget_tokens: int, count_tokens: Callable[[str], int]
+    ) -> ContextBlock:
+        """The block for a request at ``cursor_line`` of ``uri`` whose windows (prefix + suffix)
+        are ``window_text``, starting at document offset ``window_start``. See the module doc."""
+        language = self.language_of(uri)
+        comment = comment_prefix(language or "")
+        if language is None or comment is None or budget_tokens <= 0:
+            return ContextBlock()
+        for other in [d for d in self._dirty if d != uri]:
+            text = self.read_open(other)
+            if text is not None:
+                self._rechunk(other, text)
+            else:
+                self._dirty.discard(other)
+        self.viewed(uri, cursor_line)
+        family = language_family(language)
+        signature = (self._generation[family], window_start, cursor_line // CURSOR_LINES_PER_STEP, budget_tokens)
+        previous = self._choices.get(uri)
+        if previous is not None and previous.signature == signature:
+            return previous.block
+        scores = self._scores(uri, family, window_text)
+        fresh = self._fit(sorted(scores, key=lambda key: (-scores[key], key)), comment, budget_tokens, count_tokens)
+        block = self._render(fresh, comment, count_tokens)
+        if previous is not None and previous.block.keys != block.keys:
+            kept = previous.block.keys
+            still_held = all(key in scores for key in kept)
+            fits = sum(self._chunk_tokens(key, comment, count_tokens) for key in kept if key in self._chunks) <= budget_tokens
+            if still_held and fits and sum(scores[k] for k in kept) * HYSTERESIS >= sum(scores[k] for k in fresh):
+                block = previous.block
+        self._choices[uri] = _Choice(signature, block)
+        return block
+
+    def _scores(self, uri: str, family: str, window_text: str) -> dict[Hashable, float]:
+        """Relevance of each candidate chunk: the rarity-weighted identifiers it shares with the
+        window; 0-score chunks and chunks the window already shows are left out."""
+        words, shown = identifiers(window_text), line_hashes(window_text)
+        total = max(1, len(self._chunks))
+        scores: dict[Hashable, float] = {}
+        for key, chunk in self._chunks.items():
+            if chunk.uri == uri or language_family(chunk.language_id) != family:
+                continue
+            shared = words & chunk.words
+            if not shared or len(chunk.hashes & shown) >= SHOWN_FRACTION * len(chunk.hashes):
+                continue
+            scores[key] = sum(math.log(1 + total / max(1, self._words_df[word])) for word in shared)
+        return scores
+
+    def _chunk_tokens(self, key: Hashable, comment: str, count_tokens: Callable[[str], int]) -> int:
+        tokens = self._tokens.get(key)
+        if tokens is None:
+            tokens = self._tokens[key] = count_tokens(self._render_chunk(self._chunks[key], comment))
+        return tokens
+
+    def _fit(self, ranked: list[Hashable], comment: str, budget_tokens: int, count_tokens: Callable[[str], int]) -> tuple[Hashable, ...]:
+        chosen, used = [], 0
+        for key in ranked:
+            tokens = self._chunk_tokens(key, comment, count_tokens)
+            if used + tokens <= budget_tokens:
+                chosen.append(key)
+                used += tokens
+        return tuple(chosen)
+
+    def _render_chunk(self, chunk: Chunk, comment: str) -> str:
+        return f"{comment} {display_path(chunk.uri, self.roots)}\n{chunk.text}"
+
+    def _render(self, keys: tuple[Hashable, ...], comment: str, count_tokens: Callable[[str], int]) -> ContextBlock:
+        chunks = sorted((self._chunks[key] for key in keys), key=lambda c: (display_path(c.uri, self.roots), c.first_line, c.key))
+        text = "".join(self._render_chunk(chunk, comment) for chunk in chunks)
+        tokens = sum(self._chunk_tokens(chunk.key, comment, count_tokens) for chunk in chunks)
+        return ContextBlock(text, tokens, tuple(chunk.key for chunk in chunks))
+
+    # -- introspection -------------------------------------------------------------------------
+    def usage(self) -> dict[str, int]:
+        return {"contextChunks": len(self._chunks), "contextBytes": self._nbytes, "contextDocuments": len(self._documents)}
+
+    def chunks(self) -> list[Chunk]:
+        return list(self._chunks.values())
