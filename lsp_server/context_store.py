@@ -12,7 +12,8 @@ the identifiers they share with the cursor's window (weighted by rarity), minus 
 lines the window already shows, greedily fit into the token budget, then rendered in a stable
 order (path, then line) as ``{comment} {path}\\n{chunk lines}`` each. The choice is remembered
 per document and made again only when its signature (the store's content for that language, the
-window's start, the cursor's coarse line, the budget) changes, and even then the previous set is
+window's start, the budget, and which of the window's identifiers occur in held chunks, so that
+typing a local name or half a name changes nothing) changes, and even then the previous set is
 kept unless the new one scores clearly better (``HYSTERESIS``): the block is the first text of the
 prompt, so while it stays byte-identical its KV, and that of the windows after it, is reused.
 Typing in a document never changes its own block: its own chunks are not candidates, and its
@@ -56,7 +57,6 @@ MAX_CHUNK_LINES = 40
 DUPLICATE_JACCARD = 0.7  # a chunk sharing this share of its lines with a held one is a duplicate
 SHOWN_FRACTION = 0.5  # a chunk with this share of its lines in the window adds nothing
 HYSTERESIS = 1.3  # a new set must score this many times the kept set's score to replace it
-CURSOR_LINES_PER_STEP = 16  # the choice is reconsidered when the cursor crosses such a step
 MAX_DOCUMENT_BYTES = 1 << 20  # larger documents are not chunked (generated files, logs)
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
@@ -352,11 +352,13 @@ class ContextStore:
                 self._dirty.discard(other)
         self.viewed(uri, cursor_line)
         family = language_family(language)
-        signature = (self._generation[family], window_start, cursor_line // CURSOR_LINES_PER_STEP, budget_tokens)
+        words = identifiers(window_text)
+        known = frozenset(word for word in words if self._words_df[word] > 0)  # what can rank a chunk
+        signature = (self._generation[family], window_start, known, budget_tokens)
         previous = self._choices.get(uri)
         if previous is not None and previous.signature == signature:
             return previous.block
-        scores = self._scores(uri, family, window_text)
+        scores = self._scores(uri, family, known, window_text)
         fresh = self._fit(sorted(scores, key=lambda key: (-scores[key], key)), comment, budget_tokens, count_tokens)
         block = self._render(fresh, comment, count_tokens)
         if previous is not None and previous.block.keys != block.keys:
@@ -368,10 +370,10 @@ class ContextStore:
         self._choices[uri] = _Choice(signature, block)
         return block
 
-    def _scores(self, uri: str, family: str, window_text: str) -> dict[Hashable, float]:
-        """Relevance of each candidate chunk: the rarity-weighted identifiers it shares with the
-        window; 0-score chunks and chunks the window already shows are left out."""
-        words, shown = identifiers(window_text), line_hashes(window_text)
+    def _scores(self, uri: str, family: str, words: frozenset[str], window_text: str) -> dict[Hashable, float]:
+        """Relevance of each candidate chunk: the rarity-weighted identifiers (``words``) it shares
+        with the window; 0-score chunks and chunks the window already shows are left out."""
+        shown = line_hashes(window_text)
         total = max(1, len(self._chunks))
         scores: dict[Hashable, float] = {}
         for key, chunk in self._chunks.items():

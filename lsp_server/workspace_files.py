@@ -77,16 +77,17 @@ def read_inside(path: Path, roots: Sequence[Path], max_bytes: int = MAX_FILE_BYT
 
 
 def python_imports(text: str) -> list[tuple[int, str, tuple[str, ...]]]:
-    """(dots, module, imported names) of each import statement; ``import a.b, c`` gives two."""
-    found: list[tuple[int, str, tuple[str, ...]]] = []
+    """(dots, module, imported names) of each import statement in text order; ``import a.b, c``
+    gives two."""
+    found: list[tuple[int, int, str, tuple[str, ...]]] = []  # (offset, dots, module, names)
     for match in _FROM_IMPORT.finditer(text):
         names = tuple(part.split()[0] for part in match.group(3).split(",") if part.split())
-        found.append((len(match.group(1)), match.group(2), names))
+        found.append((match.start(), len(match.group(1)), match.group(2), names))
     for match in _IMPORT.finditer(text):
         for part in match.group(1).split(","):
             if part.split():
-                found.append((0, part.split()[0], ()))
-    return found
+                found.append((match.start(), 0, part.split()[0], ()))
+    return [(dots, module, names) for _, dots, module, names in sorted(found, key=lambda item: item[0])]
 
 
 def _module_files(base: Path, module: str, names: tuple[str, ...]) -> list[Path]:
@@ -118,10 +119,14 @@ def python_import_files(document: Path, text: str, roots: Sequence[Path]) -> lis
 
 def read_imported_files(document: Path, text: str, roots: Sequence[Path], max_bytes: int = MAX_FILE_BYTES) -> list[tuple[Path, str]]:
     """(real path, text) of each readable imported file. Blocking: run it in a worker thread."""
-    if inside(document, roots) is None:
+    try:  # the document itself may be new and unsaved: its folder must exist in the workspace
+        folder = document.parent.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return []
+    if not any(folder.is_relative_to(root) for root in roots):
         return []
     out = []
-    for path in python_import_files(document.resolve(), text, roots):
+    for path in python_import_files(folder / document.name, text, roots):
         content = read_inside(path, roots, max_bytes)
         if content is not None:
             out.append((path, content))

@@ -13,8 +13,8 @@ def module(name: str, functions: int, body_lines: int = 6) -> str:
     """A Python module of ``functions`` top-level functions, each with its own identifiers."""
     out = [f'"""Module {name}."""', "import os", ""]
     for index in range(functions):
-        out.append(f"def {name}_function_{index}(argument_{index}):")
-        out += [f"    local_{name}_{index}_{line} = argument_{index} + {line}" for line in range(body_lines)]
+        out.append(f"def {name}_function_{index}({name}_argument_{index}):")
+        out += [f"    local_{name}_{index}_{line} = {name}_argument_{index} + {line}" for line in range(body_lines)]
         out += [f"    return local_{name}_{index}_0", ""]
     return "\n".join(out) + "\n"
 
@@ -44,7 +44,7 @@ def test_chunks_are_line_aligned_cover_the_text_and_start_on_top_level_lines():
 
 def test_an_edit_inside_one_chunk_leaves_the_other_chunks_unchanged():
     text = module("alpha", 6)
-    edited = text.replace("local_alpha_3_2 = argument_3 + 2", "local_alpha_3_2 = argument_3 + 2000\n    extra = 1")
+    edited = text.replace("local_alpha_3_2 = alpha_argument_3 + 2", "local_alpha_3_2 = alpha_argument_3 + 2000\n    extra = 1")
     before, after = [c for _, c in split_chunks(text)], [c for _, c in split_chunks(edited)]
     assert len(before) == len(after)
     assert sum(a != b for a, b in zip(before, after)) == 1
@@ -54,7 +54,7 @@ def test_a_chunk_of_another_open_document_reaches_the_block_with_its_path_header
     store = store_with({"file:///w/pkg/alpha.py": ("python", module("alpha", 3)), "file:///w/pkg/beta.py": ("python", module("beta", 3))})
     block = choose(store, "file:///w/pkg/beta.py", "value = alpha_function_1(3)\n")
     assert block.text.startswith("# pkg/alpha.py\n")
-    assert "def alpha_function_1(argument_1):\n" in block.text
+    assert "def alpha_function_1(alpha_argument_1):\n" in block.text
     assert "beta_function" not in block.text  # never the requesting document's own chunks
     assert block.tokens <= 400
 
@@ -126,13 +126,20 @@ def test_the_block_stays_byte_identical_while_the_user_types():
     store = store_with({"file:///w/alpha.py": ("python", alpha), "file:///w/beta.py": ("python", beta)})
     window = beta + "value = alpha_function_1("
     first = choose(store, "file:///w/beta.py", window, line=40)
-    assert first.text
-    for typed in "argument, alpha_function_3(2), other_name":
+    assert "def alpha_function_1(" in first.text and "def alpha_function_3(" not in first.text
+    for typed in "local_beta_1_2, alpha_func, new_local_name)\n    alpha_function_":  # local or partial names
         window += typed
         store.changed("file:///w/beta.py", 40)
         assert choose(store, "file:///w/beta.py", window, line=40).text == first.text
-    # a move of the window re-ranks, but a set about as good is kept (hysteresis)
-    assert choose(store, "file:///w/beta.py", window + "\n", start=100, line=41).text == first.text
+    # the window moves: a re-ranking that finds the same set keeps the same bytes
+    assert choose(store, "file:///w/beta.py", window, start=100, line=41).text == first.text
+    # a completed name that another file defines re-ranks: the block changes once, then holds
+    blocks = []
+    for typed in "3(1) + 2\n":
+        window += typed
+        blocks.append(choose(store, "file:///w/beta.py", window, start=100, line=41).text)
+    assert blocks[0] != first.text and "def alpha_function_3(" in blocks[0]
+    assert all(block == blocks[0] for block in blocks)
 
 
 def test_the_choice_changes_when_another_document_brings_something_clearly_better():
@@ -142,7 +149,7 @@ def test_the_choice_changes_when_another_document_brings_something_clearly_bette
     assert "alpha_function_0" in first.text
     store.opened("file:///w/gamma.py", "python", module("gamma", 2))
     second = choose(store, "file:///w/beta.py", window, budget=60)
-    assert "gamma_function_1" in second.text
+    assert "def gamma_function_" in second.text and "alpha_function_0" not in second.text
 
 
 def test_edits_of_another_document_are_rechunked_when_a_request_comes():
@@ -159,3 +166,14 @@ def test_display_path_is_workspace_relative():
     assert display_path("file:///w/pkg/a%20b.py", ("/w",)) == "pkg/a b.py"
     assert display_path("file:///elsewhere/x.py", ("/w",)) == "x.py"
     assert display_path("untitled:Untitled-1", ()) == "untitled:Untitled-1"
+
+
+def test_a_slightly_better_set_does_not_replace_the_chosen_one_but_a_clearly_better_one_does():
+    store = store_with({"file:///w/alpha.py": ("python", module("alpha", 3)), "file:///w/beta.py": ("python", module("beta", 1))})
+    held = " ".join(["alpha_function_0"] + [f"local_alpha_0_{i}" for i in range(3)])  # 4 names of function 0
+    first = choose(store, "file:///w/beta.py", held, budget=60)  # room for one function's chunk
+    assert "def alpha_function_0(" in first.text and "def alpha_function_1(" not in first.text
+    slightly = held + " " + " ".join(f"local_alpha_1_{i}" for i in range(5))  # 5 names of function 1: < 1.3 x 4
+    assert choose(store, "file:///w/beta.py", slightly, start=500, budget=60).text == first.text
+    clearly = held + " " + " ".join(f"local_alpha_1_{i}" for i in range(6)) + " alpha_function_1 alpha_argument_1"  # 8 names
+    assert "def alpha_function_1(" in choose(store, "file:///w/beta.py", clearly, start=1000, budget=60).text
