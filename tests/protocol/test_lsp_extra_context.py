@@ -43,7 +43,7 @@ async def test_a_chunk_of_another_open_document_reaches_extra_context_unchanged_
     assert "def scale_reading_1(reading, factor):\n    adjusted = reading * factor\n" in first
     assert all(r["extraContext"] == first for r in seen)  # byte-identical: its KV stays reusable
     assert seen[-1]["prefix"].endswith("total += scale_reading_1(value, total) + scale_read")
-    assert caches["contextChunks"] >= 4 and caches["contextDocuments"] == 2
+    assert caches["contextChunks"] >= 2 and caches["contextDocuments"] == 2
 
 
 async def test_a_closed_document_still_feeds_the_context(tmp_path):
