@@ -1,6 +1,6 @@
 """Chunks of other files, and the one context block chosen from them for a request.
 
-What is held: line-aligned chunks (8 to 40 lines) of open documents, of documents closed
+What is held: line-aligned chunks (6 to 24 lines) of open documents, of documents closed
 recently and of workspace files the current one imports (``workspace_files``). A chunk boundary
 falls on a top-level line (no indentation), so an edit moves no boundary but its own chunk's and
 unchanged chunks keep their identity: a chunk's key is its document and a hash of its text.
@@ -52,8 +52,10 @@ _LANGUAGE_FAMILIES = {
     "cpp": "c", "cuda-cpp": "c", "objective-c": "c", "objective-cpp": "c",
 }  # fmt: skip
 
-MIN_CHUNK_LINES = 8
-MAX_CHUNK_LINES = 40
+MIN_CHUNK_LINES = 6
+MAX_CHUNK_LINES = 24
+MIN_HEAD_LINES = 3  # a chunk cut to fit keeps at least its first lines (a signature, a docstring)
+MIN_HEAD_TOKENS = 16  # less room than this left: the block is full
 DUPLICATE_JACCARD = 0.7  # a chunk sharing this share of its lines with a held one is a duplicate
 SHOWN_FRACTION = 0.5  # a chunk with this share of its lines in the window adds nothing
 HYSTERESIS = 1.3  # a new set must score this many times the kept set's score to replace it
@@ -194,7 +196,7 @@ class ContextStore:
         self._words_df: Counter[str] = Counter()  # in how many held chunks each identifier occurs
         self._generation: Counter[str] = Counter()  # per language family: bumped on every add/remove
         self._nbytes = 0
-        self._tokens: dict[Hashable, int] = {}
+        self._tokens: dict[Hashable, dict[int, int]] = {}  # chunk key -> lines kept -> tokens
         self._choices: dict[str, _Choice] = {}
 
     # -- feeding -----------------------------------------------------------------------------
@@ -359,13 +361,12 @@ class ContextStore:
         if previous is not None and previous.signature == signature:
             return previous.block
         scores = self._scores(uri, family, known, window_text)
-        fresh = self._fit(sorted(scores, key=lambda key: (-scores[key], key)), comment, budget_tokens, count_tokens)
-        block = self._render(fresh, comment, count_tokens)
-        if previous is not None and previous.block.keys != block.keys:
-            kept = previous.block.keys
-            still_held = all(key in scores for key in kept)
-            fits = sum(self._chunk_tokens(key, comment, count_tokens) for key in kept if key in self._chunks) <= budget_tokens
-            if still_held and fits and sum(scores[k] for k in kept) * HYSTERESIS >= sum(scores[k] for k in fresh):
+        ranked = sorted(scores, key=lambda key: (-scores[key], key))
+        block = self._render(self._fit(ranked, comment, budget_tokens, count_tokens), comment)
+        if previous is not None and previous.block.tokens <= budget_tokens and all(key in scores for key in previous.block.keys):
+            # Keep the bytes of the previous block unless the new set is clearly better (or it was empty).
+            kept = sum(scores[key] for key in previous.block.keys)
+            if (previous.block.keys or not block.keys) and kept * HYSTERESIS >= sum(scores[key] for key in block.keys):
                 block = previous.block
         self._choices[uri] = _Choice(signature, block)
         return block
@@ -385,29 +386,50 @@ class ContextStore:
             scores[key] = sum(math.log(1 + total / max(1, self._words_df[word])) for word in shared)
         return scores
 
-    def _chunk_tokens(self, key: Hashable, comment: str, count_tokens: Callable[[str], int]) -> int:
-        tokens = self._tokens.get(key)
+    def _head_tokens(self, chunk: Chunk, lines: int, comment: str, count_tokens: Callable[[str], int]) -> int:
+        """Tokens of the chunk's first ``lines`` lines with their header (memoized per chunk)."""
+        counted = self._tokens.setdefault(chunk.key, {})
+        tokens = counted.get(lines)
         if tokens is None:
-            tokens = self._tokens[key] = count_tokens(self._render_chunk(self._chunks[key], comment))
+            tokens = counted[lines] = count_tokens(self._render_chunk(chunk, comment, lines))
         return tokens
 
-    def _fit(self, ranked: list[Hashable], comment: str, budget_tokens: int, count_tokens: Callable[[str], int]) -> tuple[Hashable, ...]:
+    def _fit(
+        self, ranked: list[Hashable], comment: str, budget_tokens: int, count_tokens: Callable[[str], int]
+    ) -> list[tuple[Chunk, int, int]]:
+        """(chunk, lines kept, tokens) in rank order within the budget. A chunk that does not fit
+        whole gives its head (its signature and first lines) if at least ``MIN_HEAD_LINES`` fit."""
         chosen, used = [], 0
         for key in ranked:
-            tokens = self._chunk_tokens(key, comment, count_tokens)
-            if used + tokens <= budget_tokens:
-                chosen.append(key)
-                used += tokens
-        return tuple(chosen)
+            chunk = self._chunks[key]
+            total_lines = chunk.text.count("\n")
+            tokens = self._head_tokens(chunk, total_lines, comment, count_tokens)
+            lines = total_lines
+            if used + tokens > budget_tokens:
+                low, high = 0, total_lines - 1  # the most lines whose head fits
+                while low < high:
+                    middle = (low + high + 1) // 2
+                    if used + self._head_tokens(chunk, middle, comment, count_tokens) <= budget_tokens:
+                        low = middle
+                    else:
+                        high = middle - 1
+                if low < MIN_HEAD_LINES:
+                    continue
+                lines, tokens = low, self._head_tokens(chunk, low, comment, count_tokens)
+            chosen.append((chunk, lines, tokens))
+            used += tokens
+            if budget_tokens - used < MIN_HEAD_TOKENS:
+                break
+        return chosen
 
-    def _render_chunk(self, chunk: Chunk, comment: str) -> str:
-        return f"{comment} {display_path(chunk.uri, self.roots)}\n{chunk.text}"
+    def _render_chunk(self, chunk: Chunk, comment: str, lines: int | None = None) -> str:
+        text = chunk.text if lines is None else "".join(chunk.text.splitlines(keepends=True)[:lines])
+        return f"{comment} {display_path(chunk.uri, self.roots)}\n{text}"
 
-    def _render(self, keys: tuple[Hashable, ...], comment: str, count_tokens: Callable[[str], int]) -> ContextBlock:
-        chunks = sorted((self._chunks[key] for key in keys), key=lambda c: (display_path(c.uri, self.roots), c.first_line, c.key))
-        text = "".join(self._render_chunk(chunk, comment) for chunk in chunks)
-        tokens = sum(self._chunk_tokens(chunk.key, comment, count_tokens) for chunk in chunks)
-        return ContextBlock(text, tokens, tuple(chunk.key for chunk in chunks))
+    def _render(self, chosen: list[tuple[Chunk, int, int]], comment: str) -> ContextBlock:
+        chosen = sorted(chosen, key=lambda item: (display_path(item[0].uri, self.roots), item[0].first_line, item[0].key))
+        text = "".join(self._render_chunk(chunk, comment, lines) for chunk, lines, _ in chosen)
+        return ContextBlock(text, sum(tokens for _, _, tokens in chosen), tuple(chunk.key for chunk, _, _ in chosen))
 
     # -- introspection -------------------------------------------------------------------------
     def usage(self) -> dict[str, int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lsp_server.context_store import ContextStore, display_path, split_chunks
+from lsp_server.context_store import MAX_CHUNK_LINES, ContextStore, display_path, split_chunks
 
 
 def count(text: str) -> int:
@@ -38,7 +38,7 @@ def test_chunks_are_line_aligned_cover_the_text_and_start_on_top_level_lines():
     for first_line, chunk in chunks:
         assert chunk.endswith("\n")
         assert text.splitlines()[first_line] == chunk.splitlines()[0]
-        assert 1 <= len(chunk.splitlines()) <= 40
+        assert 1 <= len(chunk.splitlines()) <= MAX_CHUNK_LINES
     assert all(chunk.startswith("def ") for _, chunk in chunks[1:])
 
 
@@ -171,9 +171,18 @@ def test_display_path_is_workspace_relative():
 def test_a_slightly_better_set_does_not_replace_the_chosen_one_but_a_clearly_better_one_does():
     store = store_with({"file:///w/alpha.py": ("python", module("alpha", 3)), "file:///w/beta.py": ("python", module("beta", 1))})
     held = " ".join(["alpha_function_0"] + [f"local_alpha_0_{i}" for i in range(3)])  # 4 names of function 0
-    first = choose(store, "file:///w/beta.py", held, budget=60)  # room for one function's chunk
+    first = choose(store, "file:///w/beta.py", held, budget=40)  # room for one function's chunk
     assert "def alpha_function_0(" in first.text and "def alpha_function_1(" not in first.text
     slightly = held + " " + " ".join(f"local_alpha_1_{i}" for i in range(5))  # 5 names of function 1: < 1.3 x 4
-    assert choose(store, "file:///w/beta.py", slightly, start=500, budget=60).text == first.text
+    assert choose(store, "file:///w/beta.py", slightly, start=500, budget=40).text == first.text
     clearly = held + " " + " ".join(f"local_alpha_1_{i}" for i in range(6)) + " alpha_function_1 alpha_argument_1"  # 8 names
-    assert "def alpha_function_1(" in choose(store, "file:///w/beta.py", clearly, start=1000, budget=60).text
+    assert "def alpha_function_1(" in choose(store, "file:///w/beta.py", clearly, start=1000, budget=40).text
+
+
+def test_a_chunk_too_long_for_the_budget_gives_its_head_lines():
+    store = store_with({"file:///w/alpha.py": ("python", module("alpha", 2, body_lines=12)), "file:///w/beta.py": ("python", module("beta", 1))})
+    block = choose(store, "file:///w/beta.py", "alpha_function_1(2)\n", budget=25)
+    assert block.text.startswith("# alpha.py\ndef alpha_function_1(alpha_argument_1):\n    local_alpha_1_0 = ")
+    assert "return local_alpha_1_0" not in block.text  # the tail did not fit
+    assert block.tokens == count(block.text) <= 25
+    assert choose(store, "file:///w/beta.py", "alpha_function_1(2)\n", budget=5).text == ""  # not even 3 lines fit
