@@ -155,7 +155,7 @@ class ContextBlock:
     """The extra context of one request: ``text`` goes before the FIM layout as it is."""
 
     text: str = ""
-    tokens: int = 0  # the sum of the chunks' counted tokens (the runtime counts the whole again)
+    tokens: int = 0  # tokens of ``text`` counted whole, as the runtime will
     keys: tuple[Hashable, ...] = ()
 
 
@@ -362,7 +362,11 @@ class ContextStore:
             return previous.block
         scores = self._scores(uri, family, known, window_text)
         ranked = sorted(scores, key=lambda key: (-scores[key], key))
-        block = self._render(self._fit(ranked, comment, budget_tokens, count_tokens), comment)
+        chosen = self._fit(ranked, comment, budget_tokens, count_tokens)
+        block = self._render(chosen, comment, count_tokens)
+        while block.tokens > budget_tokens and chosen:  # the whole text may tokenize longer than its parts
+            chosen.pop()
+            block = self._render(chosen, comment, count_tokens)
         if previous is not None and previous.block.tokens <= budget_tokens and all(key in scores for key in previous.block.keys):
             # Keep the bytes of the previous block unless the new set is clearly better (or it was empty).
             kept = sum(scores[key] for key in previous.block.keys)
@@ -426,10 +430,11 @@ class ContextStore:
         text = chunk.text if lines is None else "".join(chunk.text.splitlines(keepends=True)[:lines])
         return f"{comment} {display_path(chunk.uri, self.roots)}\n{text}"
 
-    def _render(self, chosen: list[tuple[Chunk, int, int]], comment: str) -> ContextBlock:
-        chosen = sorted(chosen, key=lambda item: (display_path(item[0].uri, self.roots), item[0].first_line, item[0].key))
-        text = "".join(self._render_chunk(chunk, comment, lines) for chunk, lines, _ in chosen)
-        return ContextBlock(text, sum(tokens for _, _, tokens in chosen), tuple(chunk.key for chunk, _, _ in chosen))
+    def _render(self, chosen: list[tuple[Chunk, int, int]], comment: str, count_tokens: Callable[[str], int]) -> ContextBlock:
+        """The block's text in a stable order (path, line); its tokens counted whole, once a choice."""
+        ordered = sorted(chosen, key=lambda item: (display_path(item[0].uri, self.roots), item[0].first_line, item[0].key))
+        text = "".join(self._render_chunk(chunk, comment, lines) for chunk, lines, _ in ordered)
+        return ContextBlock(text, count_tokens(text) if text else 0, tuple(chunk.key for chunk, _, _ in ordered))
 
     # -- introspection -------------------------------------------------------------------------
     def usage(self) -> dict[str, int]:
