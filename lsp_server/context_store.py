@@ -8,7 +8,8 @@ Bounded in chunks (LRU), in bytes and in chunks per document; a chunk whose line
 (Jaccard) repeat a held chunk is not added twice.
 
 What a request gets (``choose``): chunks of the same language from *other* documents, ranked by
-the identifiers they share with the cursor's window (weighted by rarity), minus chunks whose
+the identifiers they share with the cursor's window (weighted by rarity, three times for a name the
+chunk defines), minus chunks whose
 lines the window already shows, greedily fit into the token budget, then rendered in a stable
 order (path, then line) as ``{comment} {path}\\n{chunk lines}`` each. The choice is remembered
 per document and made again only when its signature (the store's content for that language, the
@@ -56,12 +57,21 @@ MIN_CHUNK_LINES = 6
 MAX_CHUNK_LINES = 24
 MIN_HEAD_LINES = 3  # a chunk cut to fit keeps at least its first lines (a signature, a docstring)
 MIN_HEAD_TOKENS = 16  # less room than this left: the block is full
+MAX_RANKED_CHUNKS = 24  # chunks tried for the budget, best first (each costs a token count)
+COMMON_LINE_CHUNKS = 16  # a line held in more chunks than this is boilerplate
 DUPLICATE_JACCARD = 0.7  # a chunk sharing this share of its lines with a held one is a duplicate
 SHOWN_FRACTION = 0.5  # a chunk with this share of its lines in the window adds nothing
 HYSTERESIS = 1.3  # a new set must score this many times the kept set's score to replace it
 MAX_DOCUMENT_BYTES = 1 << 20  # larger documents are not chunked (generated files, logs)
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
+# Names a chunk defines (Python, C-family and JavaScript-style declarations, top-level assignments).
+_DEFINITION = re.compile(
+    r"^[ \t]*(?:export[ \t]+)?(?:pub[ \t]+)?(?:async[ \t]+)?(?:def|class|function|func|fn|struct|enum|interface|type|trait|const|let|var)"
+    r"[ \t]+\*?([A-Za-z_][A-Za-z0-9_]*)|^([A-Za-z_][A-Za-z0-9_]*)[ \t]*(?::[^=\n]*)?=[^=]",
+    re.MULTILINE,
+)
+DEFINITION_WEIGHT = 3.0  # a chunk that defines a name the window uses beats one that uses it too
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # Words every file shares: they say nothing about relevance.
 _COMMON_WORDS = frozenset(
@@ -84,7 +94,11 @@ def language_family(language_id: str) -> str:
 
 def identifiers(text: str) -> frozenset[str]:
     """Identifiers of at least three characters, minus keywords and words every file uses."""
-    return frozenset(word for word in _IDENTIFIER.findall(text) if word.lower() not in _COMMON_WORDS)
+    return frozenset(word for word in set(_IDENTIFIER.findall(text)) if word.lower() not in _COMMON_WORDS)
+
+
+def definitions(text: str) -> frozenset[str]:
+    return frozenset(a or b for a, b in _DEFINITION.findall(text))
 
 
 def line_hashes(text: str) -> frozenset[int]:
@@ -120,6 +134,10 @@ def split_chunks(text: str) -> list[tuple[int, str]]:
     return chunks
 
 
+def chunk_key(uri: str, text: str) -> Hashable:
+    return (uri, hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest())
+
+
 def display_path(uri: str, roots: Iterable[str] = ()) -> str:
     """The path a chunk's header shows: relative to the first workspace root that holds it,
     else the file's name; non-file URIs keep their last segment."""
@@ -140,10 +158,8 @@ class Chunk:
     text: str  # "\n" line breaks, ends with "\n"
     hashes: frozenset[int]
     words: frozenset[str]
-    key: Hashable = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.key = (self.uri, hashlib.blake2b(self.text.encode("utf-8", "surrogatepass"), digest_size=8).digest())
+    key: Hashable  # chunk_key(uri, text)
+    defines: frozenset[str] = frozenset()
 
     @property
     def nbytes(self) -> int:
@@ -193,7 +209,7 @@ class ContextStore:
         self._by_hash: dict[int, set[Hashable]] = {}
         self._documents: dict[str, _Document] = {}
         self._dirty: set[str] = set()
-        self._words_df: Counter[str] = Counter()  # in how many held chunks each identifier occurs
+        self._postings: dict[str, set[Hashable]] = {}  # identifier -> the held chunks that use it
         self._generation: Counter[str] = Counter()  # per language family: bumped on every add/remove
         self._nbytes = 0
         self._tokens: dict[Hashable, dict[int, int]] = {}  # chunk key -> lines kept -> tokens
@@ -249,25 +265,28 @@ class ContextStore:
     def _rechunk(self, uri: str, text: str) -> None:
         document = self._documents[uri]
         self._dirty.discard(uri)
-        if comment_prefix(document.language_id) is None or len(text) > MAX_DOCUMENT_BYTES:
-            pieces = []
-        else:
-            pieces = [(line, chunk) for line, chunk in split_chunks(text) if len(line_hashes(chunk)) >= 3]
+        pieces = [] if comment_prefix(document.language_id) is None or len(text) > MAX_DOCUMENT_BYTES else split_chunks(text)
         if len(pieces) > self.max_chunks_per_document:  # keep those nearest the last edit or view
             pieces = sorted(pieces, key=lambda piece: abs(piece[0] - document.focus_line))[: self.max_chunks_per_document]
             pieces.sort()
-        fresh = [Chunk(uri, document.language_id, line, chunk, line_hashes(chunk), identifiers(chunk)) for line, chunk in pieces]
+        fresh = []
+        for line, piece in pieces:  # a chunk held already (same text) is not analysed again
+            key = chunk_key(uri, piece)
+            held = self._chunks.get(key)
+            if held is not None:
+                held.first_line = line
+            hashes = held.hashes if held is not None else line_hashes(piece)
+            if len(hashes) >= 3:
+                fresh.append(held or Chunk(uri, document.language_id, line, piece, hashes, identifiers(piece), key, definitions(piece)))
         wanted = {chunk.key for chunk in fresh}
         for key in document.keys:
             if key not in wanted:
                 self._remove(key)
         document.keys = []
         for chunk in fresh:
-            held = self._chunks.get(chunk.key)
             if chunk.key in document.keys:
                 continue  # the same text twice in one document
-            if held is not None:
-                held.first_line = chunk.first_line
+            if chunk.key in self._chunks:
                 document.keys.append(chunk.key)
             elif self._add(chunk):
                 document.keys.append(chunk.key)
@@ -280,8 +299,10 @@ class ContextStore:
         """Hold ``chunk`` unless a held chunk repeats most of its lines (that one is refreshed)."""
         shared: Counter[Hashable] = Counter()
         for value in chunk.hashes:
-            for key in self._by_hash.get(value, ()):
-                shared[key] += 1
+            keys = self._by_hash.get(value, ())
+            if len(keys) <= COMMON_LINE_CHUNKS:  # boilerplate lines ("return None") say nothing of duplication
+                for key in keys:
+                    shared[key] += 1
         for key, count in shared.items():
             other = self._chunks[key]
             if count / (len(chunk.hashes) + len(other.hashes) - count) >= DUPLICATE_JACCARD:
@@ -290,7 +311,8 @@ class ContextStore:
         self._chunks[chunk.key] = chunk
         for value in chunk.hashes:
             self._by_hash.setdefault(value, set()).add(chunk.key)
-        self._words_df.update(chunk.words)
+        for word in chunk.words:
+            self._postings.setdefault(word, set()).add(chunk.key)
         self._nbytes += chunk.nbytes
         self._generation[language_family(chunk.language_id)] += 1
         return True
@@ -305,7 +327,12 @@ class ContextStore:
                 keys.discard(key)
                 if not keys:
                     del self._by_hash[value]
-        self._words_df.subtract(chunk.words)
+        for word in chunk.words:
+            keys = self._postings.get(word)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._postings[word]
         self._nbytes -= chunk.nbytes
         self._tokens.pop(key, None)
         self._generation[language_family(chunk.language_id)] += 1
@@ -355,12 +382,12 @@ class ContextStore:
         self.viewed(uri, cursor_line)
         family = language_family(language)
         words = identifiers(window_text)
-        known = frozenset(word for word in words if self._words_df[word] > 0)  # what can rank a chunk
+        known = frozenset(word for word in words if word in self._postings)  # what can rank a chunk
         signature = (self._generation[family], window_start, known, budget_tokens)
         previous = self._choices.get(uri)
         if previous is not None and previous.signature == signature:
             return previous.block
-        scores = self._scores(uri, family, known, window_text)
+        scores = self._scores(uri, family, known, line_hashes(window_text))
         ranked = sorted(scores, key=lambda key: (-scores[key], key))
         chosen = self._fit(ranked, comment, budget_tokens, count_tokens)
         block = self._render(chosen, comment, count_tokens)
@@ -375,19 +402,31 @@ class ContextStore:
         self._choices[uri] = _Choice(signature, block)
         return block
 
-    def _scores(self, uri: str, family: str, words: frozenset[str], window_text: str) -> dict[Hashable, float]:
-        """Relevance of each candidate chunk: the rarity-weighted identifiers (``words``) it shares
-        with the window; 0-score chunks and chunks the window already shows are left out."""
-        shown = line_hashes(window_text)
+    def _scores(self, uri: str, family: str, words: frozenset[str], shown: frozenset[int]) -> dict[Hashable, float]:
+        """Relevance of each candidate chunk: the identifiers (``words``) it shares with the
+        window, each weighted by its rarity (an identifier in over a quarter of the chunks says
+        nothing and is skipped). Chunks whose lines the window already shows are left out.
+        Walks the postings of the window's identifiers, not every held chunk."""
         total = max(1, len(self._chunks))
+
+        def weight_of(word: str) -> float:
+            keys = self._postings.get(word, ())
+            return 0.0 if not keys or (len(keys) * 4 > total and total >= 8) else math.log(1 + total / len(keys))
+
+        raw: dict[Hashable, float] = {}
+        for word in words:
+            weight = weight_of(word)
+            if weight:
+                for key in self._postings[word]:
+                    raw[key] = raw.get(key, 0.0) + weight
         scores: dict[Hashable, float] = {}
-        for key, chunk in self._chunks.items():
+        for key, score in raw.items():
+            chunk = self._chunks[key]
             if chunk.uri == uri or language_family(chunk.language_id) != family:
                 continue
-            shared = words & chunk.words
-            if not shared or len(chunk.hashes & shown) >= SHOWN_FRACTION * len(chunk.hashes):
+            if len(chunk.hashes & shown) >= SHOWN_FRACTION * len(chunk.hashes):
                 continue
-            scores[key] = sum(math.log(1 + total / max(1, self._words_df[word])) for word in shared)
+            scores[key] = score + (DEFINITION_WEIGHT - 1) * sum(weight_of(word) for word in words & chunk.defines)
         return scores
 
     def _head_tokens(self, chunk: Chunk, lines: int, comment: str, count_tokens: Callable[[str], int]) -> int:
@@ -404,7 +443,7 @@ class ContextStore:
         """(chunk, lines kept, tokens) in rank order within the budget. A chunk that does not fit
         whole gives its head (its signature and first lines) if at least ``MIN_HEAD_LINES`` fit."""
         chosen, used = [], 0
-        for key in ranked:
+        for key in ranked[:MAX_RANKED_CHUNKS]:
             chunk = self._chunks[key]
             total_lines = chunk.text.count("\n")
             tokens = self._head_tokens(chunk, total_lines, comment, count_tokens)

@@ -186,3 +186,13 @@ def test_a_chunk_too_long_for_the_budget_gives_its_head_lines():
     assert "return local_alpha_1_0" not in block.text  # the tail did not fit
     assert block.tokens == count(block.text) <= 25
     assert choose(store, "file:///w/beta.py", "alpha_function_1(2)\n", budget=5).text == ""  # not even 3 lines fit
+
+
+def test_the_chunk_that_defines_a_name_ranks_above_chunks_that_only_use_it():
+    user = "".join(f"def caller_{i}(x):\n    first = parse_header(x)\n    second = first + {i}\n    third = second * 2\n    return third\n\n" for i in range(3))
+    definition = "def parse_header(raw):\n    head = raw[:10]\n    tail = raw[10:]\n    joined = head + tail\n    return joined\n"
+    store = store_with({
+        "file:///w/a_users.py": ("python", user), "file:///w/parser.py": ("python", definition), "file:///w/main.py": ("python", module("main", 1)),
+    })  # fmt: skip
+    block = choose(store, "file:///w/main.py", "value = parse_header(data)\n", budget=20)  # room for one chunk
+    assert block.text.startswith("# parser.py\ndef parse_header(raw):") and "caller" not in block.text
