@@ -44,3 +44,16 @@ def test_only_load_settings_trigger_a_reload():
     base = Settings()
     assert parse_settings({"debounceMs": 5, "fimOrder": "psm"}, base)[0].load_options().model == base.load_options().model
     assert parse_settings({"dtype": "bf16"}, base)[0].load_options() != base.load_options()
+
+
+def test_extra_context_tokens_parses_and_agrees_with_the_vscode_manifest():
+    import json
+    from pathlib import Path
+
+    settings, problems = parse_settings({"extraContextTokens": 0})
+    assert settings.extra_context_tokens == 0 and not problems
+    settings, problems = parse_settings({"extraContextTokens": -1})
+    assert settings.extra_context_tokens == Settings().extra_context_tokens and len(problems) == 1
+    manifest = json.loads((Path(__file__).resolve().parents[2] / "vscode-extension" / "package.json").read_text())
+    entry = manifest["contributes"]["configuration"]["properties"]["santacoder.extraContextTokens"]
+    assert entry["default"] == Settings().extra_context_tokens and entry["minimum"] == 0
