@@ -22,6 +22,8 @@ from model_runtime.api import CompletionOOMError, CompletionRequest, CompletionR
 
 from .completion_cache import CompletionCache, ShownSuggestion
 from .context import CursorShape, Mode, TokenCounter, Windows, describe_cursor, extract_windows, plan_budget
+from .context_feed import block_for, reserve_tokens
+from .context_store import ContextStore
 from .engine_adapter import CompletionEngine
 from .engine_host import EngineHost
 from .scheduler import LatestWins, Ticket, debounce
@@ -59,6 +61,7 @@ class _Plan:
     key: Hashable
     model_key: Hashable
     language_id: str
+    extra_context: str = ""  # the block of other files' chunks (context_store), before the windows
 
 
 class Completer:
@@ -68,6 +71,7 @@ class Completer:
         self.cache = CompletionCache()
         self.lanes = LatestWins()
         self._counter: tuple[CompletionEngine, TokenCounter] | None = None
+        self.context = ContextStore()  # chunks of other files; fed by the server (context_feed)
 
     def forget(self, uri: str) -> None:
         """The document closed: cancel its decode and drop its typed-through state."""
@@ -122,7 +126,7 @@ class Completer:
             self.stats.count("typedThroughHits")
             self.cache.remember(uri, ShownSuggestion(shown.suggestion_id, text[:offset], text[offset:], rest, model_key, **place))
             return self._timed(Suggestion(rest, "typed_through", suggestion_id=shown.suggestion_id), started)
-        plan = self._plan(engine, text, offset, eol, settings, model_key, language_id, base)
+        plan = self._plan(engine, text, offset, eol, settings, model_key, language_id, base, uri)
         cached = self.cache.get(plan.key)
         if cached is not None:
             self.stats.count("exactCacheHits")
@@ -131,14 +135,19 @@ class Completer:
 
     def _plan(
         self, engine: CompletionEngine, text: str, offset: int, eol: str, settings: Settings, model_key: Hashable,
-        language_id: str, base: int = 0,
+        language_id: str, base: int = 0, uri: str = "",
     ) -> _Plan:  # fmt: skip
         shape = describe_cursor(text, offset, eol)
-        budget = plan_budget(engine.info.prompt_budget(settings.budget_new_tokens()).prompt_tokens, settings.prefix_ratio)
-        windows = extract_windows(text, offset, budget, self._token_counter(engine), base)
+        counter = self._token_counter(engine)
+        prompt_tokens = engine.info.prompt_budget(settings.budget_new_tokens()).prompt_tokens
+        # Extra context (issue 18): its reserve comes out of the windows' budget, then its block is chosen for them.
+        reserve = reserve_tokens(self.context, uri, settings.extra_context_tokens, prompt_tokens)
+        budget = plan_budget(prompt_tokens, settings.prefix_ratio, reserve)
+        windows = extract_windows(text, offset, budget, counter, base)
+        extra = block_for(self.context, uri, text, offset, windows.prefix, windows.suffix, windows.prefix_start - base, reserve, counter.count).text
         max_new = settings.max_new_tokens if shape.mode == "multi" else settings.max_new_tokens_single_line
-        key = (model_key, windows.prefix, windows.suffix, shape, max_new, language_id, settings.min_confidence, settings.min_token_confidence)
-        return _Plan(shape, windows, max_new, key, model_key, language_id)
+        key = (model_key, extra, windows.prefix, windows.suffix, shape, max_new, language_id, settings.min_confidence, settings.min_token_confidence)
+        return _Plan(shape, windows, max_new, key, model_key, language_id, extra)
 
     async def _ask_model(
         self,
@@ -155,6 +164,7 @@ class Completer:
         request = CompletionRequest(
             prefix=plan.windows.prefix,
             suffix=plan.windows.suffix,
+            extra_context=plan.extra_context,
             max_new_tokens=plan.max_new_tokens,
             fim_order=settings.fim_order,  # type: ignore[arg-type]
             cache_key=uri,

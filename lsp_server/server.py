@@ -21,6 +21,7 @@ from pygls.lsp.server import LanguageServer
 from . import __version__
 from .completer import Completer, Suggestion
 from .context import window_reach_chars
+from .context_feed import ContextFeed
 from .documents import DocumentStore, Encoding
 from .engine_adapter import load_completion_engine
 from .engine_host import EngineHost, Loader
@@ -46,6 +47,7 @@ class SantaCoderServer(LanguageServer):
         self.stats = ServerStats()
         self.host = EngineHost(loader)
         self.completer = Completer(self.host, self.stats)
+        self.context_feed = ContextFeed(self.completer.context, lambda uri: getattr(self.documents.get(uri), "text", None))
         self.loop: asyncio.AbstractEventLoop | None = None  # set once the client is initialized
         self._pending_problems: list[str] = []
         self._reported: set[str] = set()
@@ -200,6 +202,7 @@ def _accept_command(suggestion: Suggestion) -> types.Command:
 
 def initialize(ls: SantaCoderServer, params: types.InitializeParams) -> None:
     ls.apply_settings(params.initialization_options)
+    ls.context_feed.set_workspace(params.root_uri, params.root_path, params.workspace_folders)
 
 
 async def initialized(ls: SantaCoderServer, params: types.InitializedParams) -> None:
@@ -216,11 +219,13 @@ def text_document_did_open(ls: SantaCoderServer, params: types.DidOpenTextDocume
         log.warning("didOpen for %s, which is already open: replacing its text", uri)
         ls.completer.lanes.supersede(uri)  # its answer would be for the old text
     ls.documents.open(params.text_document)
+    ls.context_feed.opened(params.text_document)
 
 
 def text_document_did_change(ls: SantaCoderServer, params: types.DidChangeTextDocumentParams) -> None:
     if ls.documents.change(params, ls.encoding) is None:
         log.warning("didChange for %s, which is not open: ignored", params.text_document.uri)
+    ls.context_feed.changed(params)
     ls.completer.lanes.supersede(params.text_document.uri)  # its answer would be for an old version
 
 
@@ -228,6 +233,7 @@ def text_document_did_close(ls: SantaCoderServer, params: types.DidCloseTextDocu
     uri = params.text_document.uri
     if ls.documents.get(uri) is None:
         log.warning("didClose for %s, which is not open: ignored", uri)
+    ls.context_feed.closed(uri, getattr(ls.documents.get(uri), "text", None))
     ls.documents.close(uri)
     ls.completer.forget(uri)
     ls.stats.closed(uri)
@@ -309,6 +315,7 @@ def santacoder_stats(ls: SantaCoderServer, params: Any) -> dict[str, Any]:
     out["settings"] = ls.settings.to_json()
     out["queues"] = {"inFlight": ls.in_flight, "peakInFlight": ls.peak_in_flight, "decodeJobs": len(ls.completer.lanes)}
     out["caches"] = {**ls.completer.cache.usage(), **_kv_usage(ls.host.engine), "openDocuments": len(ls.documents)}
+    out["caches"].update(ls.completer.context.usage())
     return out
 
 

@@ -44,6 +44,9 @@ class Settings:
     languages_default: bool = True
     # textDocument/completion items: "auto" answers only clients without inline completion.
     completion_items: str = "auto"
+    # Tokens of context from other files before the prompt (at most a quarter of the model's
+    # context), taken out of the prefix/suffix budget; 0 turns it off.
+    extra_context_tokens: int = 256
 
     def language_enabled(self, language_id: str | None) -> bool:
         for name, enabled in self.languages:
@@ -156,6 +159,7 @@ _SPECS = (
     _Spec("minTokenConfidence", "min_token_confidence", _probability),
     _Spec("enable", "languages", _languages),
     _Spec("completionItems", "completion_items", _choice(COMPLETION_ITEM_MODES)),
+    _Spec("extraContextTokens", "extra_context_tokens", _integer(0, 1 << 16)),
 )
 _BY_KEY = {spec.key: spec for spec in _SPECS}
 assert {spec.attr for spec in _SPECS} | {"languages_default"} == {f.name for f in fields(Settings)}

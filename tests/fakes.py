@@ -6,12 +6,14 @@ path to a JSON file::
 
     {"rules": [{"after": "def add(a, b):", "before": "", "text": "\\n    return a + b", "logprob": -0.1}],
      "default": "", "tokenDelayMs": 0, "loadDelayMs": 0, "loadError": null, "contextTokens": 2048,
-     "strayOutput": null}
+     "strayOutput": null, "recordPath": null}
 
 The first rule whose ``after`` ends the prefix (and whose ``before``, if given, starts the
 suffix) gives the completion; ``default`` otherwise. Tokens are words, single whitespace
 characters and single other characters. The text is emitted token by token, with the stop
-callback and the cancel flag honoured like the real engine, and each call is recorded. Every
+callback and the cancel flag honoured like the real engine, and each call is recorded (in
+``calls``, and with ``recordPath`` also appended to that file as one JSON object a line:
+``{"prefix", "suffix", "extraContext", "cacheKey"}``, for tests that drive a server process). Every
 token of a rule's text gets the rule's ``logprob`` (default -0.1, probability 0.9).
 """
 
@@ -67,6 +69,7 @@ class FakeEngine:
     quantization: str = "none"  # as asked for in the load options; the fake has no weights to quantize
     calls: list[CompletionRequest] = field(default_factory=list)
     cancelled_calls: int = 0
+    record_path: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -86,7 +89,11 @@ class FakeEngine:
         start = time.perf_counter()
         with self._lock:  # one decode at a time, like the real engine
             self.calls.append(request)
-            prompt = self.count_tokens(request.prefix) + self.count_tokens(request.suffix) + len(FIM_TOKENS)
+            if self.record_path:
+                record = {"prefix": request.prefix, "suffix": request.suffix, "extraContext": request.extra_context, "cacheKey": request.cache_key}
+                with open(self.record_path, "a", encoding="utf-8") as out:
+                    out.write(json.dumps(record) + "\n")
+            prompt = sum(self.count_tokens(text) for text in (request.extra_context, request.prefix, request.suffix)) + len(FIM_TOKENS)
             text, generated, reason = "", 0, StopReason.EOS
             script, logprob = self.script(request)
             ends: list[int] = []
@@ -121,6 +128,7 @@ def engine_from_spec(spec: dict[str, Any]) -> FakeEngine:
         default=spec.get("default", ""),
         token_delay_ms=float(spec.get("tokenDelayMs", 0)),
         context_tokens=int(spec.get("contextTokens", 2048)),
+        record_path=spec.get("recordPath"),
     )
 
 

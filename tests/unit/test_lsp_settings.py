@@ -62,3 +62,16 @@ def test_a_section_that_is_not_an_object_is_refused_with_the_shape_expected():
         assert settings == base
         assert len(problems) == 1 and f'"santacoder" settings must be an object such as' in problems[0] and kind in problems[0]
     assert parse_settings({"santacoder": None, "maxNewTokens": 8}, base)[0].max_new_tokens == 8  # null: flat settings
+
+
+def test_extra_context_tokens_parses_and_agrees_with_the_vscode_manifest():
+    import json
+    from pathlib import Path
+
+    settings, problems = parse_settings({"extraContextTokens": 0})
+    assert settings.extra_context_tokens == 0 and not problems
+    settings, problems = parse_settings({"extraContextTokens": -1})
+    assert settings.extra_context_tokens == Settings().extra_context_tokens and len(problems) == 1
+    manifest = json.loads((Path(__file__).resolve().parents[2] / "vscode-extension" / "package.json").read_text())
+    entry = manifest["contributes"]["configuration"]["properties"]["santacoder.extraContextTokens"]
+    assert entry["default"] == Settings().extra_context_tokens and entry["minimum"] == 0

@@ -19,7 +19,8 @@ local defaults = {
   root_markers = { '.git' },
   --- Server settings (lsp_server/settings.py), sent as initializationOptions and, under
   --- `santacoder`, as workspace/didChangeConfiguration: model, device, dtype, quantization,
-  --- fimOrder, maxNewTokens, maxNewTokensSingleLine, debounceMs, enable, completionItems, ...
+  --- fimOrder, maxNewTokens, maxNewTokensSingleLine, debounceMs, enable, completionItems,
+  --- extraContextTokens, ...
   settings = {},
   --- 'auto' (native on 0.12+, else this plugin's ghost text), 'native', 'ghost', or false for
   --- no inline completion (textDocument/completion only).
