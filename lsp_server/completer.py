@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Callable, Hashable, Literal
 
-from model_runtime.api import CompletionOOMError, CompletionRequest, CompletionResult, StopReason
+from model_runtime.api import CompletionOOMError, CompletionRequest, CompletionResult, CompletionServerError, StopReason
 
 from .completion_cache import CompletionCache, ShownSuggestion
 from .context import CursorShape, Mode, TokenCounter, Windows, describe_cursor, extract_windows, plan_budget
@@ -168,6 +168,9 @@ class Completer:
             flag.set()  # $/cancelRequest: the worker thread stops at its next decode step
             self.stats.count("cancelled")
             raise
+        except CompletionServerError as error:
+            log.debug("completion failed for %s: %s", uri, error)  # the engine logged it, once per run of the same problem
+            return error
         except CompletionOOMError as error:
             # Expected under memory pressure, and the runtime has retried already: one line, no traceback.
             log.warning("completion failed for %s: %s", uri, error)

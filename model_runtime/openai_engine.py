@@ -1,0 +1,581 @@
+"""A completion engine whose model runs on an OpenAI-compatible server (vLLM), for teams.
+
+Contract: that of ``Engine.complete`` (model_runtime/engine.py). Blocking and thread-safe; the
+prompt is built here with the same tokenizer, budget, token healing and FIM layout as
+in-process and sent to ``/v1/completions`` as token ids; the stream carries token ids back
+(vLLM's ``return_tokens_as_token_ids``), decoded with the same byte tables, and ``stop(text)``
+is called with the whole text after every token. ``cancel.is_set()`` and the deadline are
+watched by one thread per engine that cuts the HTTP exchange at once; the server (vLLM does)
+then aborts the sequence. Unlike in-process, calls are not serialized: the server batches them.
+
+Token healing: when the prompt's last token is backed off, a one-token request constrained with
+``allowed_token_ids`` picks the first new token, then the rest streams after it. The second
+prompt is the first plus one token, so the server's prefix cache covers it.
+
+Stats: ``queue_ms`` is time spent here before the request went out (probing, retries),
+``prefill_ms`` the time to the first token (the server's queue and prefill, and the network),
+``decode_ms`` the rest; ``reused_tokens`` is the server's ``cached_tokens`` (vLLM:
+``--enable-prompt-tokens-details``), 0 when it does not say.
+
+Failures (see ``openai_http``) are logged once per run of the same problem and raised as
+``CompletionServerError``; a completion slower than the deadline returns what it has with
+``StopReason.DEADLINE`` (logged the same way). Connection errors and HTTP 429/503 make the
+engine back off (0.25 s, doubling to 8 s): meanwhile calls fail at once without touching the
+network, then one call tries again. The API key is read from the environment at load and
+never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any, Iterator, Sequence
+
+from .api import (
+    FIM_ORDERS,
+    CancelFlag,
+    CompletionRequest,
+    CompletionResult,
+    CompletionServerError,
+    CompletionStats,
+    LoadOptions,
+    ModelInfo,
+    ModelLoadError,
+    ProgressCallback,
+    StopCallback,
+    StopReason,
+)
+from .fim import FimTokens, find_fim_tokens
+from .openai_http import ConnectionPool, Cutter, Endpoint, ServerProblem, open_stream, request_json
+from .vocabulary import TextStream, TokenTable
+
+log = logging.getLogger(__name__)
+
+_TOKEN_ID_PREFIX = "token_id:"
+_BACKOFF_FIRST_S = 0.25
+_BACKOFF_MAX_S = 8.0
+_WATCH_INTERVAL_S = 0.005
+_CONNECT_RETRY_DELAYS_S = (0.05, 0.2)  # within one call, before giving up on a refused connection
+_FIM_SENTINELS = 3
+_TRUNCATION_STEP_TOKENS = 128
+_CUT_REASONS = {"cancelled": StopReason.CANCELLED, "closed": StopReason.CANCELLED, "deadline": StopReason.DEADLINE}
+# Stop reasons for which the client cuts the stream (for the others the server ends it anyway).
+_CUT_ON = (StopReason.CALLBACK, StopReason.STOP_SEQUENCE, StopReason.CONTEXT_FULL)
+
+
+def _now_ms() -> float:
+    return time.perf_counter() * 1000.0
+
+
+# -- the prompt (the same steps as Engine._prepare, without torch) -----------------------------
+
+
+@dataclass(frozen=True)
+class RemotePrompt:
+    token_ids: list[int]
+    allowed_first_ids: list[int] | None  # token healing's constraint on the first new token
+    healed_bytes: int
+    healed_chars: int
+    truncated_tokens: int
+    max_new_tokens: int
+
+
+def build_prompt(tokenize, table: TokenTable, fim: FimTokens, request: CompletionRequest, order: str, context_tokens: int) -> RemotePrompt:
+    """Tokenize, heal, cut to the context and lay out, exactly as the in-process engine does."""
+    max_new = max(1, min(request.max_new_tokens, context_tokens // 2))
+    prefix_ids, suffix_ids = tokenize(request.prefix), tokenize(request.suffix)
+    allowed, healed = None, b""
+    if request.token_healing and prefix_ids:
+        removed = table.bytes_of[prefix_ids[-1]]
+        candidates = table.ids_starting_with(removed) if removed.strip() else []
+        if len(candidates) > 1:
+            prefix_ids, healed, allowed = prefix_ids[:-1], removed, candidates
+    budget, step = context_tokens - max_new - _FIM_SENTINELS, _TRUNCATION_STEP_TOKENS
+    truncated = 0
+    if len(prefix_ids) + len(suffix_ids) > budget:
+        keep_suffix = min(len(suffix_ids), max(budget - len(prefix_ids), budget // 4))
+        drop = len(prefix_ids) - (budget - keep_suffix)
+        drop = min(len(prefix_ids), -(-drop // step) * step)
+        truncated = drop + len(suffix_ids) - keep_suffix
+        prefix_ids, suffix_ids = prefix_ids[drop:], suffix_ids[:keep_suffix]
+    return RemotePrompt(
+        token_ids=fim.layout(prefix_ids, suffix_ids, order),
+        allowed_first_ids=allowed,
+        healed_bytes=len(healed),
+        healed_chars=len(healed.decode("utf-8", errors="replace")),
+        truncated_tokens=truncated,
+        max_new_tokens=max_new,
+    )
+
+
+# -- watching calls: cancel flags and deadlines -----------------------------------------------
+
+
+class _Watchdog:
+    """One daemon thread that cuts each watched exchange when its cancel flag is set or its
+    deadline passes (polled every 5 ms while any is watched; asleep otherwise)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._watched: dict[Cutter, tuple[CancelFlag | None, float]] = {}
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @contextmanager
+    def watch(self, cutter: Cutter, cancel: CancelFlag | None, deadline_ms: float) -> Iterator[None]:
+        with self._cond:
+            if self._closed:
+                cutter.cut("closed")
+            self._watched[cutter] = (cancel, deadline_ms)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="openai-watchdog", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._watched.pop(cutter, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._watched and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                watched = list(self._watched.items())
+            now = _now_ms()
+            for cutter, (cancel, deadline_ms) in watched:
+                if cancel is not None and cancel.is_set():
+                    cutter.cut("cancelled")
+                elif now > deadline_ms:
+                    cutter.cut("deadline")
+            time.sleep(_WATCH_INTERVAL_S)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            for cutter in self._watched:
+                cutter.cut("closed")
+            self._cond.notify()
+
+
+# -- one completion's decoded text --------------------------------------------------------------
+
+
+class _Decoding:
+    """Token ids (or, from servers that send no ids, text pieces) -> text, with the stop
+    rules applied after every token as in the in-process decode loop."""
+
+    def __init__(self, table: TokenTable, request: CompletionRequest, prompt: RemotePrompt, stop: StopCallback | None, max_tokens: int):
+        self._table = table
+        self._stream = TextStream(table, skip_bytes=prompt.healed_bytes)
+        self._skip_text = prompt.healed_chars  # for text pieces: the healed characters come back first
+        self._request = request
+        self._stop = stop
+        self.max_tokens = max_tokens
+        self.context_bound = max_tokens < prompt.max_new_tokens  # the context, not the cap, limits it
+        self.ids: list[int] = []
+        self.text = ""
+        self.generated = 0
+        self.reason: StopReason | None = None
+        self.first_token_ms: float | None = None
+        self.cached_tokens: int | None = None  # the server's prefix-cache hit for the prompt
+        self.phase_cached: int | None = None  # the same for the request streaming now
+
+    def push_id(self, token: int) -> None:
+        if self.reason is not None:
+            return
+        self._started()
+        if token in self._table.stop_ids or not 0 <= token < self._table.size:
+            if not self._request.ignore_eos:
+                self.reason = StopReason.EOS
+                return
+            self.generated += 1  # benchmarks: through end-of-text; special ids add no text
+            self._after_token(self.text)
+            return
+        self.ids.append(token)
+        self.generated += 1
+        self._after_token(self._stream.push(token))
+
+    def push_text(self, piece: str) -> None:
+        if self.reason is not None or not piece:
+            return
+        self._started()
+        if self._skip_text:
+            dropped = min(self._skip_text, len(piece))
+            piece, self._skip_text = piece[dropped:], self._skip_text - dropped
+        self.generated += 1
+        self._after_token(self.text + piece)
+
+    def finished(self, finish_reason: Any, last_phase: bool) -> None:
+        if self.reason is not None:
+            return
+        if finish_reason == "length" and self.generated < self.max_tokens and not last_phase:
+            return  # the one-token healing request ended; the rest follows
+        if finish_reason == "length":
+            self.reason = StopReason.CONTEXT_FULL if self.context_bound else StopReason.MAX_TOKENS
+        elif last_phase or finish_reason is not None:
+            self.reason = StopReason.EOS
+
+    def _started(self) -> None:
+        if self.first_token_ms is None:
+            self.first_token_ms = _now_ms()
+
+    def _after_token(self, text: str) -> None:
+        cuts = [index for index in (text.find(s) for s in self._request.stop_sequences if s) if index >= 0]
+        if cuts:
+            self.text, self.reason = text[: min(cuts)], StopReason.STOP_SEQUENCE
+            return
+        cut = self._stop(text) if self._stop is not None else None
+        if cut is not None:
+            self.text, self.reason = text[:cut], StopReason.CALLBACK
+            return
+        self.text = text
+        if self.generated >= self.max_tokens:
+            self.reason = StopReason.CONTEXT_FULL if self.context_bound else StopReason.MAX_TOKENS
+
+
+# -- the engine ---------------------------------------------------------------------------------
+
+
+class OpenAIEngine:
+    def __init__(
+        self,
+        tokenizer,
+        fim: FimTokens,
+        info: ModelInfo,
+        endpoint: Endpoint,
+        server_model: str = "",
+        request_timeout_ms: float = 10_000,
+        api_key_env: str = "",
+    ):
+        tokenizer.model_max_length = 1 << 62  # we cut prompts to the context ourselves
+        self.tokenizer = tokenizer
+        self.fim = fim
+        self.info = info
+        self.table = TokenTable(tokenizer, extra_stop_ids=(fim.prefix_id, fim.middle_id, fim.suffix_id))
+        self.endpoint = endpoint
+        self.request_timeout_ms = request_timeout_ms
+        self._configured_model = server_model
+        self._api_key_env = api_key_env
+        self._local_context = info.context_tokens
+        self._pool = ConnectionPool(endpoint)
+        self._watchdog = _Watchdog()
+        self._tokenizer_lock = threading.Lock()
+        self._state_lock = threading.Lock()  # guards everything below
+        self._served_model: str | None = None  # set by a successful probe
+        self._health = "unknown"
+        self._problem: str | None = None
+        self._backoff_s = 0.0
+        self._retry_at = 0.0  # time.monotonic() before which calls fail at once
+        self.counters = {"requests": 0, "failures": 0, "promptTokens": 0, "cachedPromptTokens": 0, "generatedTokens": 0}
+
+    # -- text <-> tokens -------------------------------------------------------------------
+    def tokenize(self, text: str) -> list[int]:
+        if not text:
+            return []
+        with self._tokenizer_lock:
+            return self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text))
+
+    # -- one completion --------------------------------------------------------------------
+    def complete(self, request: CompletionRequest, *, stop: StopCallback | None = None, cancel: CancelFlag | None = None) -> CompletionResult:
+        start_ms = _now_ms()
+        deadline_ms = start_ms + (request.timeout_ms if request.timeout_ms is not None else self.request_timeout_ms)
+        order = request.fim_order or self.info.fim_order
+        if order not in FIM_ORDERS:
+            raise ValueError(f"unknown FIM order {order!r}: use 'psm' or 'spm'")
+        if cancel is not None and cancel.is_set():
+            return CompletionResult("", StopReason.CANCELLED)
+        self._raise_if_backing_off()
+        cutter = Cutter()
+        with self._watchdog.watch(cutter, cancel, deadline_ms):
+            if self._served_model is None:
+                try:
+                    self._probe(cutter)
+                except ServerProblem as problem:
+                    if problem.kind != "aborted":
+                        self._fail(problem)  # raises CompletionServerError
+                    return CompletionResult("", _CUT_REASONS.get(problem.message, StopReason.CANCELLED), CompletionStats(queue_ms=_now_ms() - start_ms))
+            prompt = build_prompt(self.tokenize, self.table, self.fim, request, order, self.info.context_tokens)
+            max_tokens = min(prompt.max_new_tokens, self.info.context_tokens - len(prompt.token_ids))
+            decoding = _Decoding(self.table, request, prompt, stop, max_tokens)
+            sent_ms = _now_ms()
+            try:
+                if max_tokens <= 0:
+                    decoding.reason = StopReason.CONTEXT_FULL
+                elif prompt.allowed_first_ids:
+                    self._stream_into(decoding, request, prompt.token_ids, 1, prompt.allowed_first_ids, cutter, last_phase=False)
+                    if decoding.reason is None:
+                        rest = max_tokens - decoding.generated
+                        self._stream_into(decoding, request, prompt.token_ids + decoding.ids, rest, None, cutter, last_phase=True)
+                else:
+                    self._stream_into(decoding, request, prompt.token_ids, max_tokens, None, cutter, last_phase=True)
+            except ServerProblem as problem:
+                if problem.kind != "aborted":
+                    self._fail(problem)  # raises CompletionServerError
+                decoding.reason = _CUT_REASONS.get(problem.message, StopReason.CANCELLED)
+        end_ms = _now_ms()
+        if decoding.reason == StopReason.DEADLINE:
+            self._slow(deadline_ms - start_ms, decoding.generated)
+        elif decoding.reason != StopReason.CANCELLED:
+            self._succeeded()
+        first_ms = decoding.first_token_ms or end_ms
+        cached = decoding.cached_tokens or 0
+        with self._state_lock:
+            self.counters["requests"] += 1
+            self.counters["generatedTokens"] += decoding.generated
+        stats = CompletionStats(
+            prompt_tokens=len(prompt.token_ids),
+            reused_tokens=cached,
+            prefilled_tokens=len(prompt.token_ids) - cached,
+            generated_tokens=decoding.generated,
+            queue_ms=sent_ms - start_ms,
+            prefill_ms=first_ms - sent_ms,
+            decode_ms=end_ms - first_ms,
+            healed_chars=prompt.healed_chars,
+            truncated_tokens=prompt.truncated_tokens,
+        )
+        return CompletionResult(decoding.text, decoding.reason or StopReason.EOS, stats)
+
+    def _body(self, request: CompletionRequest, prompt_ids: Sequence[int], max_tokens: int, allowed: list[int] | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self._served_model,
+            "prompt": list(prompt_ids),
+            "max_tokens": max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p if request.temperature > 0 else 1.0,
+            "stream": True,
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True},
+            # vLLM's extensions: token ids in the stream, our stop ids, the healing constraint.
+            "logprobs": 0,
+            "return_tokens_as_token_ids": True,
+        }
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if request.ignore_eos:
+            body["ignore_eos"] = True
+        else:
+            body["stop_token_ids"] = sorted(self.table.stop_ids)
+        if allowed is not None:
+            body["allowed_token_ids"] = allowed
+        return body
+
+    def _stream_into(
+        self, decoding: _Decoding, request: CompletionRequest, prompt_ids: list[int], max_tokens: int, allowed: list[int] | None, cutter: Cutter, last_phase: bool
+    ) -> None:
+        """Stream one request into ``decoding``; cut the exchange as soon as a stop rule fires."""
+        body = self._body(request, prompt_ids, max_tokens, allowed)
+        stream = self._open_with_retries(body, cutter)
+        events = stream.events()
+        finish_reason, decoding.phase_cached = None, None
+        try:
+            for event in events:
+                finish_reason = self._take_event(decoding, event) or finish_reason
+                if decoding.reason in _CUT_ON:
+                    cutter.cut("stopped")  # the server sees us leave and stops decoding
+                    break
+        finally:
+            events.close()
+            with self._state_lock:
+                self.counters["promptTokens"] += len(prompt_ids)
+                self.counters["cachedPromptTokens"] += decoding.phase_cached or 0
+        decoding.finished(finish_reason, last_phase)
+
+    def _take_event(self, decoding: _Decoding, event: dict[str, Any]) -> Any:
+        usage = event.get("usage")
+        if isinstance(usage, dict) and decoding.phase_cached is None:
+            details = usage.get("prompt_tokens_details")
+            if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
+                decoding.phase_cached = details["cached_tokens"]
+                if decoding.cached_tokens is None:  # the call's figure: its first request's
+                    decoding.cached_tokens = decoding.phase_cached
+        choices = event.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            return None  # the usage-only event at the end
+        choice = choices[0]
+        ids = _token_ids(choice.get("logprobs"))
+        if ids is not None:
+            for token in ids:
+                decoding.push_id(token)
+        elif isinstance(choice.get("text"), str):
+            decoding.push_text(choice["text"])
+        else:
+            raise ServerProblem("protocol", f"{self.endpoint.display} sent a completion event without text: check that serverUrl is an OpenAI-compatible server")
+        return choice.get("finish_reason")
+
+    def _open_with_retries(self, body: dict[str, Any], cutter: Cutter):
+        for delay_s in (*_CONNECT_RETRY_DELAYS_S, None):
+            try:
+                return open_stream(self._pool, "/v1/completions", body, cutter)
+            except ServerProblem as problem:
+                if problem.kind != "connect" or delay_s is None:
+                    raise
+            deadline = time.monotonic() + delay_s
+            while time.monotonic() < deadline:
+                if cutter.reason is not None:
+                    raise ServerProblem("aborted", cutter.reason)
+                time.sleep(_WATCH_INTERVAL_S)
+        raise AssertionError("unreachable")
+
+    # -- the server: probe, health, backoff --------------------------------------------------
+    def _probe(self, cutter: Cutter | None = None) -> None:
+        """Ask ``/v1/models`` which model is served and its context; raises ``ServerProblem``."""
+        listing = request_json(self._pool, "GET", "/v1/models", cutter=cutter)
+        models = listing.get("data") if isinstance(listing, dict) else None
+        if not isinstance(models, list) or not all(isinstance(m, dict) and isinstance(m.get("id"), str) for m in models) or not models:
+            raise ServerProblem("protocol", f"{self.endpoint.display}/v1/models lists no models: check that serverUrl is an OpenAI-compatible server")
+        names = [m["id"] for m in models]
+        name = self._configured_model or names[0]
+        if name not in names:
+            raise ServerProblem("http", f"{self.endpoint.display} does not serve model {name!r} (it serves {', '.join(map(repr, names))}): set serverModel to one of them")
+        card = models[names.index(name)]
+        server_context = card.get("max_model_len")
+        context = self._local_context
+        if isinstance(server_context, int) and server_context > 0:
+            context = min(context, server_context) if context else server_context
+        with self._state_lock:
+            self.info = replace(self.info, context_tokens=context)
+            self._served_model = name
+
+    def check(self) -> str | None:
+        """Probe the server now; ``None`` if it answers, else the problem's message (logged)."""
+        try:
+            self._probe()
+        except ServerProblem as problem:
+            try:
+                self._fail(problem)
+            except CompletionServerError as error:
+                return str(error)
+        self._succeeded()
+        return None
+
+    def _raise_if_backing_off(self) -> None:
+        with self._state_lock:
+            waiting = self._retry_at > time.monotonic()
+            problem = self._problem
+        if waiting and problem:
+            raise CompletionServerError(problem)
+
+    def _fail(self, problem: ServerProblem) -> None:
+        with self._state_lock:
+            self.counters["failures"] += 1
+            if problem.kind in ("connect", "overloaded"):
+                self._backoff_s = min(_BACKOFF_MAX_S, max(_BACKOFF_FIRST_S, self._backoff_s * 2))
+                self._retry_at = time.monotonic() + max(self._backoff_s, problem.retry_after_s or 0.0)
+            self._health = {"connect": "unreachable", "overloaded": "overloaded"}.get(problem.kind, "failing")
+            repeated, self._problem = self._problem == problem.message, problem.message
+        if not repeated:
+            log.warning("%s", problem.message)
+        raise CompletionServerError(problem.message) from None
+
+    def _slow(self, timeout_ms: float, generated: int) -> None:
+        message = (
+            f"{self.endpoint.display} did not finish a completion within {timeout_ms:.0f} ms ({generated} tokens by then): "
+            "raise requestTimeoutMs, or check the server's load"
+        )
+        with self._state_lock:
+            self._health = "slow"
+            repeated, self._problem = self._problem == message, message
+        if not repeated:
+            log.warning("%s", message)
+
+    def _succeeded(self) -> None:
+        with self._state_lock:
+            recovered = self._problem is not None
+            self._health, self._problem, self._backoff_s, self._retry_at = "ok", None, 0.0, 0.0
+        if recovered:
+            log.info("%s answers again", self.endpoint.display)
+
+    def describe(self) -> dict[str, Any]:
+        """For ``santacoder/stats``: where the server is and how it does; never the key."""
+        with self._state_lock:
+            counters = dict(self.counters)
+            out: dict[str, Any] = {
+                "backend": "openai",
+                "url": self.endpoint.display,
+                "serverModel": self._served_model or self._configured_model or None,
+                "health": self._health,
+                "apiKey": "set" if self.endpoint.api_key else ("missing: its variable is not set" if self._api_key_env else "none"),
+            }
+            if self._problem:
+                out["lastError"] = self._problem
+        prompt = counters["promptTokens"]
+        counters["prefixCacheHitRate"] = round(counters["cachedPromptTokens"] / prompt, 4) if prompt else 0.0
+        out["server"] = counters
+        return out
+
+    def close(self) -> None:
+        self._watchdog.close()
+        self._pool.close()
+
+
+def _token_ids(logprobs: Any) -> list[int] | None:
+    """The ids of a chunk's tokens from vLLM's ``token_id:N`` spelling; ``None`` without them."""
+    if not isinstance(logprobs, dict):
+        return None
+    tokens = logprobs.get("tokens")
+    if not isinstance(tokens, list) or not all(isinstance(t, str) and t.startswith(_TOKEN_ID_PREFIX) for t in tokens):
+        return None
+    try:
+        return [int(t[len(_TOKEN_ID_PREFIX) :]) for t in tokens]
+    except ValueError:
+        return None
+
+
+def load_openai_engine(options: LoadOptions, progress: ProgressCallback | None = None) -> OpenAIEngine:
+    """The tokenizer locally, the model on the server. The server need not be up yet: an
+    unreachable one is logged once and tried again by the next completion."""
+    from .loader import load_tokenizer, read_context_tokens
+
+    report = progress or (lambda stage, fraction: None)
+    try:
+        endpoint = Endpoint.parse(
+            options.server_url,
+            api_key=_read_api_key(options.api_key_env),
+            connect_timeout_s=options.connect_timeout_ms / 1000,
+            read_timeout_s=max(30.0, options.request_timeout_ms / 1000 * 2),
+        )
+    except ValueError as error:
+        raise ModelLoadError(str(error)) from None
+    report("loading tokenizer", 0.1)
+    tokenizer, source = load_tokenizer(options)
+    fim = find_fim_tokens(tokenizer.get_vocab(), options.fim_tokens)
+    context = read_context_tokens(source, options.trust_remote_code) or 2048
+    info = ModelInfo(
+        name=options.model,
+        device="remote",
+        dtype="server",
+        quantization="server",
+        context_tokens=context,
+        fim_order=options.fim_order,
+        fim_tokens=fim.names,
+        parameters=0,
+    )
+    engine = OpenAIEngine(tokenizer, fim, info, endpoint, options.server_model, options.request_timeout_ms, options.api_key_env)
+    report("asking the server", 0.6)
+    problem = engine.check()
+    if problem is None:
+        log.info("using %s at %s (tokenizer of %s, context %d tokens)", engine.describe()["serverModel"], endpoint.display, options.model, engine.info.context_tokens)
+    report("ready", 1.0)
+    return engine
+
+
+def _read_api_key(variable: str) -> str:
+    if not variable:
+        return ""
+    key = os.environ.get(variable, "")
+    if not key:
+        # Named only when it looks like a variable's name: a pasted key must not reach the log.
+        name = variable if re.fullmatch(r"[A-Z][A-Z0-9_]*", variable) else "the variable named by apiKeyEnv"
+        log.warning("apiKeyEnv: %s is not set (or empty): set it in the environment the editor starts the server from", name)
+    return key.strip()
