@@ -15,7 +15,9 @@ prompt is the first plus one token, so the server's prefix cache covers it.
 Stats: ``queue_ms`` is time spent here before the request went out (probing, retries),
 ``prefill_ms`` the time to the first token (the server's queue and prefill, and the network),
 ``decode_ms`` the rest; ``reused_tokens`` is the server's ``cached_tokens`` (vLLM:
-``--enable-prompt-tokens-details``), 0 when it does not say.
+``--enable-prompt-tokens-details``), which vLLM tells in a stream's last chunk only: 0 when
+the stream was cut (a stop rule fired) or the server does not say. The prefix-cache hit rate
+of a cut stream is on the server's ``/metrics`` (``vllm:prefix_cache_hits``).
 
 Failures (see ``openai_http``) are logged once per run of the same problem and raised as
 ``CompletionServerError``; a completion slower than the deadline returns what it has with
@@ -275,6 +277,7 @@ class OpenAIEngine:
         self._problem: str | None = None
         self._backoff_s = 0.0
         self._retry_at = 0.0  # time.monotonic() before which calls fail at once
+        # promptTokens/cachedPromptTokens: over the streams that told their cached_tokens
         self.counters = {"requests": 0, "failures": 0, "promptTokens": 0, "cachedPromptTokens": 0, "generatedTokens": 0}
 
     # -- text <-> tokens -------------------------------------------------------------------
@@ -355,7 +358,7 @@ class OpenAIEngine:
             "temperature": request.temperature,
             "top_p": request.top_p if request.temperature > 0 else 1.0,
             "stream": True,
-            "stream_options": {"include_usage": True, "continuous_usage_stats": True},
+            "stream_options": {"include_usage": True},  # vLLM tells cached_tokens in the final chunk only
             # vLLM's extensions: token ids in the stream, our stop ids, the healing constraint.
             "logprobs": 0,
             "return_tokens_as_token_ids": True,
@@ -386,9 +389,10 @@ class OpenAIEngine:
                     break
         finally:
             events.close()
-            with self._state_lock:
-                self.counters["promptTokens"] += len(prompt_ids)
-                self.counters["cachedPromptTokens"] += decoding.phase_cached or 0
+            if decoding.phase_cached is not None:  # only streams that ran to their end say
+                with self._state_lock:
+                    self.counters["promptTokens"] += len(prompt_ids)
+                    self.counters["cachedPromptTokens"] += decoding.phase_cached
         decoding.finished(finish_reason, last_phase)
 
     def _take_event(self, decoding: _Decoding, event: dict[str, Any]) -> Any:
