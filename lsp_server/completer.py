@@ -163,7 +163,11 @@ class Completer:
             if not await debounce(flag, debounce_ms):
                 return None
             self.stats.count("modelCalls")
-            return await asyncio.to_thread(engine.complete, request, stop=rules.check, cancel=flag)
+            result = await asyncio.to_thread(engine.complete, request, stop=rules.check, cancel=flag)
+            self.stats.count("generatedTokens", result.stats.generated_tokens)
+            self.stats.count("promptTokens", result.stats.prompt_tokens)
+            self.stats.count("reusedPromptTokens", result.stats.reused_tokens)
+            return result
         except asyncio.CancelledError:
             flag.set()  # $/cancelRequest: the worker thread stops at its next decode step
             self.stats.count("cancelled")

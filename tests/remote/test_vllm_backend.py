@@ -24,7 +24,13 @@ from model_runtime.api import CompletionRequest, CompletionServerError, LoadOpti
 URL = os.environ.get("SANTACODER_VLLM_URL", "")
 pytestmark = pytest.mark.skipif(not URL, reason="set SANTACODER_VLLM_URL to a vLLM serving the bundled tiny model")
 REPO = Path(__file__).resolve().parents[2]
-HELD_OUT = [Path(__import__(name).__file__) for name in ("textwrap", "fractions", "shlex", "graphlib")]
+
+
+def held_out() -> list[str]:
+    """Texts of held-out standard-library files (the tiny model never trained on them)."""
+    from training.corpus import load_heldout_documents
+
+    return [document.text for document in load_heldout_documents() if 8_000 < len(document.text) < 60_000][:4]
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +63,7 @@ def metric(name: str) -> float:
 def cursor_requests(count: int, **overrides) -> list[CompletionRequest]:
     """FIM requests at line ends of held-out standard-library files."""
     requests = []
-    for path in HELD_OUT:
-        text = path.read_text(encoding="utf-8")
+    for text in held_out():
         lines = text.splitlines(keepends=True)
         for index in range(40, len(lines), max(1, len(lines) // 3)):
             offset = sum(len(line) for line in lines[:index]) - 1
@@ -138,7 +143,7 @@ def test_supersede_mid_stream_aborts_the_sequence(remote):
 
 
 def test_prefix_cache_hits_while_typing(remote):
-    text = HELD_OUT[0].read_text(encoding="utf-8")
+    text = held_out()[0]
     start = text.index("def ", 2000)
     hits_before = metric("vllm:prefix_cache_hits_total")
     reused = []
@@ -170,7 +175,7 @@ def test_a_server_that_stops_mid_stream(remote):
 
 
 def test_the_headless_command_gives_the_same_suggestion_both_ways(tmp_path):
-    source = HELD_OUT[1].read_text(encoding="utf-8")
+    source = held_out()[1]
     line = source.splitlines()[60]
     path = tmp_path / "held_out.py"
     path.write_text(source, encoding="utf-8")
