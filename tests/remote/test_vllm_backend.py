@@ -7,6 +7,7 @@ in float32 with ``--enable-prompt-tokens-details``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -144,11 +145,14 @@ def test_supersede_mid_stream_aborts_the_sequence(remote):
 
 def test_prefix_cache_hits_while_typing(remote):
     text = held_out()[0]
-    start = text.index("def ", 2000)
+    start = text.index("def ", 3000)
+    begin = start - 1000
+    while remote.count_tokens(text[begin:start]) < 440:  # three whole 128-token blocks and more
+        begin -= 100
     hits_before = metric("vllm:prefix_cache_hits_total")
     reused = []
-    for typed in range(1, 9):  # type eight characters at the end of a ~420-token prefix
-        prefix = text[start - 1300 : start + typed]
+    for typed in range(1, 9):  # type eight characters at the end of the prefix
+        prefix = text[begin : start + typed]
         result = remote.complete(CompletionRequest(prefix=prefix, max_new_tokens=4, token_healing=False))
         assert result.stats.prompt_tokens > 3 * 128
         reused.append(result.stats.reused_tokens)
@@ -176,18 +180,20 @@ def test_a_server_that_stops_mid_stream(remote):
 
 def test_the_headless_command_gives_the_same_suggestion_both_ways(tmp_path):
     source = held_out()[1]
-    line = source.splitlines()[60]
+    number, line = next((n, line) for n, line in enumerate(source.splitlines()) if n >= 60 and len(line.strip()) > 20)
     path = tmp_path / "held_out.py"
     path.write_text(source, encoding="utf-8")
     outputs = []
     for extra in ([], ["--backend", "openai", "--server-url", URL]):
         run = subprocess.run(
-            [sys.executable, "-m", "lsp_server", "complete", str(path), "--line", "60", "--character", str(len(line)), "--model", "tiny", *extra],
+            [sys.executable, "-m", "lsp_server", "complete", str(path), "--line", str(number), "--character", str(len(line) * 2 // 3),
+             "--model", "tiny", "--json", *extra],
             capture_output=True, text=True, timeout=300, cwd=REPO,
         )  # fmt: skip
         assert run.returncode == 0, run.stderr
-        outputs.append(run.stdout)
-    assert outputs[0] == outputs[1]
+        outputs.append(json.loads(run.stdout))
+    assert [out["model"]["backend"] for out in outputs] == ["inprocess", "openai"]
+    assert outputs[0]["text"] == outputs[1]["text"] and outputs[0]["stats"]["prompt_tokens"] == outputs[1]["stats"]["prompt_tokens"]
 
 
 class _DyingProxy:
@@ -210,6 +216,10 @@ class _DyingProxy:
         self.close_listener()
 
     def close_listener(self) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone would not
+        except OSError:
+            pass
         self.listener.close()
 
     def _serve(self) -> None:
