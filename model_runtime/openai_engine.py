@@ -8,9 +8,10 @@ is called with the whole text after every token. ``cancel.is_set()`` and the dea
 watched by one thread per engine that cuts the HTTP exchange at once; the server (vLLM does)
 then aborts the sequence. Unlike in-process, calls are not serialized: the server batches them.
 
-Token healing: when the prompt's last token is backed off, a one-token request constrained with
-``allowed_token_ids`` picks the first new token, then the rest streams after it. The second
-prompt is the first plus one token, so the server's prefix cache covers it.
+Prompts come from ``model_runtime.prompt.PromptBuilder``, as in-process. Token healing: while
+``HealingGuide`` constrains the next token, each token is asked for alone (vLLM's
+``allowed_token_ids``, or ``logit_bias`` -100 on the ids it bars); then the rest streams in one
+request. Each prompt is the one before plus one token, so the server's prefix cache covers it.
 
 Stats: ``queue_ms`` is time spent here before the request went out (probing, retries),
 ``prefill_ms`` the time to the first token (the server's queue and prefill, and the network),
@@ -53,6 +54,7 @@ from .api import (
     StopReason,
 )
 from .fim import FimTokens, find_fim_tokens
+from .prompt import HealingGuide, Prompt, PromptBuilder
 from .openai_http import ConnectionPool, Cutter, Endpoint, ServerProblem, open_stream, request_json
 from .vocabulary import TextStream, TokenTable
 
@@ -63,56 +65,14 @@ _BACKOFF_FIRST_S = 0.25
 _BACKOFF_MAX_S = 8.0
 _WATCH_INTERVAL_S = 0.005
 _CONNECT_RETRY_DELAYS_S = (0.05, 0.2)  # within one call, before giving up on a refused connection
-_FIM_SENTINELS = 3
-_TRUNCATION_STEP_TOKENS = 128
 _CUT_REASONS = {"cancelled": StopReason.CANCELLED, "closed": StopReason.CANCELLED, "deadline": StopReason.DEADLINE}
 # Stop reasons for which the client cuts the stream (for the others the server ends it anyway).
-_CUT_ON = (StopReason.CALLBACK, StopReason.STOP_SEQUENCE, StopReason.CONTEXT_FULL)
+_CUT_ON = (StopReason.CALLBACK, StopReason.CONTEXT_FULL)
+_BANNED_LOGIT_BIAS = -100.0  # the OpenAI API's strongest bias: e^-100 leaves such a token no chance
 
 
 def _now_ms() -> float:
     return time.perf_counter() * 1000.0
-
-
-# -- the prompt (the same steps as Engine._prepare, without torch) -----------------------------
-
-
-@dataclass(frozen=True)
-class RemotePrompt:
-    token_ids: list[int]
-    allowed_first_ids: list[int] | None  # token healing's constraint on the first new token
-    healed_bytes: int
-    healed_chars: int
-    truncated_tokens: int
-    max_new_tokens: int
-
-
-def build_prompt(tokenize, table: TokenTable, fim: FimTokens, request: CompletionRequest, order: str, context_tokens: int) -> RemotePrompt:
-    """Tokenize, heal, cut to the context and lay out, exactly as the in-process engine does."""
-    max_new = max(1, min(request.max_new_tokens, context_tokens // 2))
-    prefix_ids, suffix_ids = tokenize(request.prefix), tokenize(request.suffix)
-    allowed, healed = None, b""
-    if request.token_healing and prefix_ids:
-        removed = table.bytes_of[prefix_ids[-1]]
-        candidates = table.ids_starting_with(removed) if removed.strip() else []
-        if len(candidates) > 1:
-            prefix_ids, healed, allowed = prefix_ids[:-1], removed, candidates
-    budget, step = context_tokens - max_new - _FIM_SENTINELS, _TRUNCATION_STEP_TOKENS
-    truncated = 0
-    if len(prefix_ids) + len(suffix_ids) > budget:
-        keep_suffix = min(len(suffix_ids), max(budget - len(prefix_ids), budget // 4))
-        drop = len(prefix_ids) - (budget - keep_suffix)
-        drop = min(len(prefix_ids), -(-drop // step) * step)
-        truncated = drop + len(suffix_ids) - keep_suffix
-        prefix_ids, suffix_ids = prefix_ids[drop:], suffix_ids[:keep_suffix]
-    return RemotePrompt(
-        token_ids=fim.layout(prefix_ids, suffix_ids, order),
-        allowed_first_ids=allowed,
-        healed_bytes=len(healed),
-        healed_chars=len(healed.decode("utf-8", errors="replace")),
-        truncated_tokens=truncated,
-        max_new_tokens=max_new,
-    )
 
 
 # -- watching calls: cancel flags and deadlines -----------------------------------------------
@@ -172,39 +132,55 @@ class _Watchdog:
 
 
 class _Decoding:
-    """Token ids (or, from servers that send no ids, text pieces) -> text, with the stop
-    rules applied after every token as in the in-process decode loop."""
+    """Token ids (or, from servers that send no ids, text pieces) -> text, with the stop rules
+    applied after every token as in the in-process decode loop (``engine._Run.push``)."""
 
-    def __init__(self, table: TokenTable, request: CompletionRequest, prompt: RemotePrompt, stop: StopCallback | None, max_tokens: int):
+    def __init__(self, table: TokenTable, request: CompletionRequest, prompt: Prompt, stop: StopCallback | None, context_tokens: int):
         self._table = table
-        self._stream = TextStream(table, skip_bytes=prompt.healed_bytes)
+        self._stream = TextStream(table, skip_bytes=len(prompt.healed))
         self._skip_text = prompt.healed_chars  # for text pieces: the healed characters come back first
+        self.healing = HealingGuide(table, prompt.healed)
         self._request = request
+        self._prompt = prompt
         self._stop = stop
-        self.max_tokens = max_tokens
-        self.context_bound = max_tokens < prompt.max_new_tokens  # the context, not the cap, limits it
-        self.ids: list[int] = []
+        self._context_tokens = context_tokens
+        self.ids: list[int] = []  # generated (non-special) tokens
+        self.logprobs: list[float] = []  # per generated token, the server's raw (unconstrained) log-probability
+        self.text_ends: list[int] = []
+        self.healing_tokens = 0  # generated while the healed bytes were being re-produced (not capped)
+        self.pieces = 0  # text pieces taken from a server that sent no token ids
         self.text = ""
-        self.generated = 0
         self.reason: StopReason | None = None
         self.first_token_ms: float | None = None
         self.cached_tokens: int | None = None  # the server's prefix-cache hit for the prompt
         self.phase_cached: int | None = None  # the same for the request streaming now
 
-    def push_id(self, token: int) -> None:
+    @property
+    def generated(self) -> int:
+        return len(self.ids) + self.pieces
+
+    def room(self) -> int:
+        """How many more tokens the next request may ask for: the cap (healing tokens aside)
+        and the context (vLLM refuses a prompt plus max_tokens beyond its max_model_len)."""
+        cap = self._prompt.max_new_tokens - (self.generated - self.healing_tokens)
+        return min(cap, self._context_tokens - len(self._prompt.token_ids) - self.generated)
+
+    def push_id(self, token: int, logprob: float) -> None:
         if self.reason is not None:
             return
         self._started()
         if token in self._table.stop_ids or not 0 <= token < self._table.size:
             if not self._request.ignore_eos:
                 self.reason = StopReason.EOS
-                return
-            self.generated += 1  # benchmarks: through end-of-text; special ids add no text
-            self._after_token(self.text)
-            return
+            return  # with ignore_eos (benchmarks) special ids add nothing, as in-process never samples them
+        healing = not self.healing.done
+        self.healing.advance(token)
         self.ids.append(token)
-        self.generated += 1
-        self._after_token(self._stream.push(token))
+        self.logprobs.append(logprob)
+        text = self._stream.push(token)
+        if healing and not text:
+            self.healing_tokens += 1
+        self._after_token(text)
 
     def push_text(self, piece: str) -> None:
         if self.reason is not None or not piece:
@@ -213,35 +189,38 @@ class _Decoding:
         if self._skip_text:
             dropped = min(self._skip_text, len(piece))
             piece, self._skip_text = piece[dropped:], self._skip_text - dropped
-        self.generated += 1
+        self.pieces += 1
         self._after_token(self.text + piece)
 
     def finished(self, finish_reason: Any, last_phase: bool) -> None:
+        """The stream ended by itself: EOS, or the end of one constrained healing step."""
         if self.reason is not None:
             return
-        if finish_reason == "length" and self.generated < self.max_tokens and not last_phase:
-            return  # the one-token healing request ended; the rest follows
+        if finish_reason == "length" and not last_phase:
+            return  # a one-token healing request ended; the next one follows
         if finish_reason == "length":
-            self.reason = StopReason.CONTEXT_FULL if self.context_bound else StopReason.MAX_TOKENS
-        elif last_phase or finish_reason is not None:
+            self.reason = StopReason.MAX_TOKENS if self._cap_reached() else StopReason.CONTEXT_FULL
+        else:
             self.reason = StopReason.EOS
+
+    def _cap_reached(self) -> bool:
+        return self.generated - self.healing_tokens >= self._prompt.max_new_tokens
 
     def _started(self) -> None:
         if self.first_token_ms is None:
             self.first_token_ms = _now_ms()
 
     def _after_token(self, text: str) -> None:
-        cuts = [index for index in (text.find(s) for s in self._request.stop_sequences if s) if index >= 0]
-        if cuts:
-            self.text, self.reason = text[: min(cuts)], StopReason.STOP_SEQUENCE
-            return
-        cut = self._stop(text) if self._stop is not None else None
-        if cut is not None:
-            self.text, self.reason = text[:cut], StopReason.CALLBACK
-            return
+        if self._stop is not None:
+            cut = self._stop(text)
+            if cut is not None:
+                text, self.reason = text[:cut], StopReason.CALLBACK
         self.text = text
-        if self.generated >= self.max_tokens:
-            self.reason = StopReason.CONTEXT_FULL if self.context_bound else StopReason.MAX_TOKENS
+        self.text_ends.append(len(text))
+        if self.reason is None and self._cap_reached():
+            self.reason = StopReason.MAX_TOKENS
+        elif self.reason is None and self.room() <= 0:
+            self.reason = StopReason.CONTEXT_FULL
 
 
 # -- the engine ---------------------------------------------------------------------------------
@@ -267,6 +246,7 @@ class OpenAIEngine:
         self.request_timeout_ms = request_timeout_ms
         self._configured_model = server_model
         self._api_key_env = api_key_env
+        self.prompts = PromptBuilder(self.tokenize, self.table, fim, info)
         self._local_context = info.context_tokens
         self._pool = ConnectionPool(endpoint)
         self._watchdog = _Watchdog()
@@ -309,20 +289,11 @@ class OpenAIEngine:
                     if problem.kind != "aborted":
                         self._fail(problem)  # raises CompletionServerError
                     return CompletionResult("", _CUT_REASONS.get(problem.message, StopReason.CANCELLED), CompletionStats(queue_ms=_now_ms() - start_ms))
-            prompt = build_prompt(self.tokenize, self.table, self.fim, request, order, self.info.context_tokens)
-            max_tokens = min(prompt.max_new_tokens, self.info.context_tokens - len(prompt.token_ids))
-            decoding = _Decoding(self.table, request, prompt, stop, max_tokens)
+            prompt = self.prompts.build(request, order)
+            decoding = _Decoding(self.table, request, prompt, stop, self.info.context_tokens)
             sent_ms = _now_ms()
             try:
-                if max_tokens <= 0:
-                    decoding.reason = StopReason.CONTEXT_FULL
-                elif prompt.allowed_first_ids:
-                    self._stream_into(decoding, request, prompt.token_ids, 1, prompt.allowed_first_ids, cutter, last_phase=False)
-                    if decoding.reason is None:
-                        rest = max_tokens - decoding.generated
-                        self._stream_into(decoding, request, prompt.token_ids + decoding.ids, rest, None, cutter, last_phase=True)
-                else:
-                    self._stream_into(decoding, request, prompt.token_ids, max_tokens, None, cutter, last_phase=True)
+                self._decode(decoding, request, prompt, cutter)
             except ServerProblem as problem:
                 if problem.kind != "aborted":
                     self._fail(problem)  # raises CompletionServerError
@@ -347,10 +318,31 @@ class OpenAIEngine:
             decode_ms=end_ms - first_ms,
             healed_chars=prompt.healed_chars,
             truncated_tokens=prompt.truncated_tokens,
+            context_tokens=prompt.context_tokens,
         )
-        return CompletionResult(decoding.text, decoding.reason or StopReason.EOS, stats)
+        reason = decoding.reason or StopReason.EOS
+        return CompletionResult(decoding.text, reason, stats, tuple(decoding.logprobs), tuple(decoding.text_ends))
 
-    def _body(self, request: CompletionRequest, prompt_ids: Sequence[int], max_tokens: int, allowed: list[int] | None) -> dict[str, Any]:
+    def _decode(self, decoding: _Decoding, request: CompletionRequest, prompt: Prompt, cutter: Cutter) -> None:
+        """Token healing first, one constrained token per request (``HealingGuide``: an
+        allowed list, or ids to avoid), each prompt the one before plus the token it gave; then
+        the rest in one stream. Raises ``ServerProblem``."""
+        while decoding.reason is None and not decoding.healing.done:
+            allowed, banned = decoding.healing.constraint()
+            if decoding.room() <= 0:
+                decoding.reason = StopReason.CONTEXT_FULL
+                return
+            self._stream_into(decoding, request, prompt.token_ids + decoding.ids, 1, allowed, banned, cutter, last_phase=False)
+            if decoding.pieces:  # a server without token ids: healing cannot be followed further
+                break
+        if decoding.reason is None:
+            room = decoding.room()
+            if room <= 0:
+                decoding.reason = StopReason.CONTEXT_FULL
+                return
+            self._stream_into(decoding, request, prompt.token_ids + decoding.ids, room, None, None, cutter, last_phase=True)
+
+    def _body(self, request: CompletionRequest, prompt_ids: Sequence[int], max_tokens: int, allowed: list[int] | None, banned: list[int] | None) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self._served_model,
             "prompt": list(prompt_ids),
@@ -371,13 +363,23 @@ class OpenAIEngine:
             body["stop_token_ids"] = sorted(self.table.stop_ids)
         if allowed is not None:
             body["allowed_token_ids"] = allowed
+        if banned:
+            body["logit_bias"] = {str(token): _BANNED_LOGIT_BIAS for token in banned}
         return body
 
     def _stream_into(
-        self, decoding: _Decoding, request: CompletionRequest, prompt_ids: list[int], max_tokens: int, allowed: list[int] | None, cutter: Cutter, last_phase: bool
+        self,
+        decoding: _Decoding,
+        request: CompletionRequest,
+        prompt_ids: list[int],
+        max_tokens: int,
+        allowed: list[int] | None,
+        banned: list[int] | None,
+        cutter: Cutter,
+        last_phase: bool,
     ) -> None:
         """Stream one request into ``decoding``; cut the exchange as soon as a stop rule fires."""
-        body = self._body(request, prompt_ids, max_tokens, allowed)
+        body = self._body(request, prompt_ids, max_tokens, allowed, banned)
         stream = self._open_with_retries(body, cutter)
         events = stream.events()
         finish_reason, decoding.phase_cached = None, None
@@ -409,8 +411,11 @@ class OpenAIEngine:
         choice = choices[0]
         ids = _token_ids(choice.get("logprobs"))
         if ids is not None:
-            for token in ids:
-                decoding.push_id(token)
+            logprobs = choice["logprobs"].get("token_logprobs")
+            if not isinstance(logprobs, list) or len(logprobs) != len(ids):
+                logprobs = [0.0] * len(ids)
+            for token, logprob in zip(ids, logprobs):
+                decoding.push_id(token, float(logprob) if isinstance(logprob, (int, float)) else 0.0)
         elif isinstance(choice.get("text"), str):
             decoding.push_text(choice["text"])
         else:
@@ -449,6 +454,7 @@ class OpenAIEngine:
             context = min(context, server_context) if context else server_context
         with self._state_lock:
             self.info = replace(self.info, context_tokens=context)
+            self.prompts.info = self.info  # the server's context budgets the prompts from now on
             self._served_model = name
 
     def check(self) -> str | None:

@@ -76,15 +76,11 @@ def cursor_requests(count: int, **overrides) -> list[CompletionRequest]:
 @pytest.mark.parametrize("healing", [False, True])
 def test_greedy_completions_equal_the_in_process_engines(remote, local, healing):
     """Same prompt token ids; the same greedy text, or a near-tie explains the difference."""
-    from model_runtime.openai_engine import build_prompt
-
     differences = []
+    assert remote.info.context_tokens == local.info.context_tokens
     for request in cursor_requests(8, token_healing=healing):
-        order = "spm"
-        ours = build_prompt(remote.tokenize, remote.table, remote.fim, request, order, remote.info.context_tokens)
-        theirs = local._prepare(request, order)
-        assert ours.token_ids == theirs.token_ids
-        assert ours.allowed_first_ids == (None if theirs.allowed_first_ids is None else theirs.allowed_first_ids.tolist())
+        ours, theirs = remote.prompts.build(request, "spm"), local.prompts.build(request, "spm")
+        assert (ours.token_ids, ours.healed, ours.max_new_tokens) == (theirs.token_ids, theirs.healed, theirs.max_new_tokens)
         here, there = local.complete(request), remote.complete(request)
         if (here.text, here.stop_reason) != (there.text, there.stop_reason):
             differences.append((request, here, there))
@@ -100,7 +96,7 @@ def _first_divergence_margin(local, request, ours: str, theirs: str) -> float:
 
     common = os.path.commonprefix([ours, theirs])
     extended = CompletionRequest(prefix=request.prefix + common, suffix=request.suffix, token_healing=False)
-    prompt = local._prepare(extended, "spm")
+    prompt = local.prompts.build(extended, "spm")
     with torch.no_grad():
         logits = local.model(torch.tensor([prompt.token_ids])).logits[0, -1, : local.table.size]
     top = torch.topk(logits, 2).values

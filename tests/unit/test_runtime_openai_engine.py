@@ -12,7 +12,8 @@ import pytest
 
 from model_runtime.api import CompletionRequest, CompletionServerError, LoadOptions, ModelInfo, StopReason
 from model_runtime.fim import find_fim_tokens
-from model_runtime.openai_engine import OpenAIEngine, build_prompt, load_openai_engine
+from model_runtime.openai_engine import OpenAIEngine, load_openai_engine
+from model_runtime.prompt import HealingGuide
 from model_runtime.openai_http import Endpoint
 from tests.fake_openai import FakeOpenAIServer
 
@@ -62,7 +63,7 @@ def test_streamed_token_ids_become_text_and_the_prompt_is_token_ids(tokenizer, m
         assert (result.text, result.stop_reason) == ("return a + b", StopReason.EOS)
         assert result.stats.generated_tokens == len(answer) and result.stats.reused_tokens == 3
         body = server.completions()[0].body
-        prompt = build_prompt(engine.tokenize, engine.table, engine.fim, REQUEST, "spm", 512)
+        prompt = engine.prompts.build(REQUEST, "spm")
         assert body["prompt"] == prompt.token_ids and body["model"] == "tiny" and body["stream"] is True
         assert body["max_tokens"] == 16 and body["return_tokens_as_token_ids"] is True
         assert engine.fim.middle_id in body["stop_token_ids"]
@@ -122,15 +123,43 @@ def test_token_healing_asks_for_one_constrained_token_then_streams_the_rest(toke
 
     with FakeOpenAIServer(respond) as server:
         engine = make_engine(server.url)
-        prompt = build_prompt(engine.tokenize, engine.table, engine.fim, request, "spm", 512)
-        assert prompt.allowed_first_ids, "the test needs a healable prefix"
-        first.append(prompt.allowed_first_ids[-1])
+        prompt = engine.prompts.build(request, "spm")
+        assert prompt.healed, "the test needs a healable prefix"
+        allowed, _ = HealingGuide(engine.table, prompt.healed).constraint()
+        first.append(engine.table.ids_starting_with(prompt.healed)[0])  # a token holding all the healed bytes
         result = engine.complete(request)
         one, rest = (r.body for r in server.completions())
-        assert one["max_tokens"] == 1 and one["allowed_token_ids"] == prompt.allowed_first_ids
-        assert rest["prompt"] == prompt.token_ids + first and rest["max_tokens"] == 8 - 1 and "allowed_token_ids" not in rest
+        assert one["max_tokens"] == 1 and one["allowed_token_ids"] == allowed and one["prompt"] == prompt.token_ids
         healed = engine.table.text_of(first)[prompt.healed_chars :]
+        # a token that only re-produces the healed bytes does not count against the cap (as in-process)
+        assert rest["prompt"] == prompt.token_ids + first and rest["max_tokens"] == (8 - 1 if healed else 8) and "allowed_token_ids" not in rest
         assert result.text == healed + " a + b" and result.stats.healed_chars == prompt.healed_chars
+        assert len(result.token_logprobs) == len(result.token_text_ends) == result.stats.generated_tokens
+
+
+def test_healed_indentation_bars_whitespace_with_logit_bias(tokenizer, make_engine):
+    """At an indented blank line the healed bytes are whitespace: once they are re-produced
+    exactly, the next token may not start with whitespace (``logit_bias`` -100 on those ids)."""
+    request = CompletionRequest(prefix="def add(a, b):\n    ", suffix="\n", max_new_tokens=8)
+
+    def respond(x):
+        x.start_stream()
+        remaining = prompt.healed[sum(len(engine.table.bytes_of[t]) for t in x.request.body["prompt"][len(prompt.token_ids) :]) :]
+        if x.request.body.get("allowed_token_ids"):
+            x.tokens([engine.table.id_of_bytes[remaining]], finish="length")  # exactly the healed bytes
+        else:
+            x.tokens(ids_of(tokenizer, "return a + b"))
+
+    with FakeOpenAIServer(respond) as server:
+        engine = make_engine(server.url)
+        prompt = engine.prompts.build(request, "spm")
+        assert prompt.healed.isspace() and prompt.healed in engine.table.id_of_bytes
+        result = engine.complete(request)
+        bodies = [r.body for r in server.completions()]
+        assert "allowed_token_ids" in bodies[0] and bodies[0]["max_tokens"] == 1
+        barred = bodies[1]["logit_bias"]
+        assert bodies[1]["max_tokens"] == 1 and set(map(int, barred)) == set(engine.table.ids_starting_with_whitespace)
+        assert result.text == "return a + b"
 
 
 def test_max_tokens_never_passes_the_servers_context(tokenizer, make_engine):
