@@ -138,7 +138,10 @@ class _Decoding:
     def __init__(self, table: TokenTable, request: CompletionRequest, prompt: Prompt, stop: StopCallback | None, context_tokens: int):
         self._table = table
         self._stream = TextStream(table, skip_bytes=len(prompt.healed))
-        self._skip_text = prompt.healed_chars  # for text pieces: the healed characters come back first
+        # Text pieces (a server without token ids): the healed text should come back first.
+        self._healed_text: str | None = prompt.healed.decode("utf-8", errors="replace") or None
+        self._raw = ""
+        self._text_start = 0
         self.healing = HealingGuide(table, prompt.healed)
         self._request = request
         self._prompt = prompt
@@ -186,11 +189,17 @@ class _Decoding:
         if self.reason is not None or not piece:
             return
         self._started()
-        if self._skip_text:
-            dropped = min(self._skip_text, len(piece))
-            piece, self._skip_text = piece[dropped:], self._skip_text - dropped
         self.pieces += 1
-        self._after_token(self.text + piece)
+        self._raw += piece
+        healed = self._healed_text
+        if healed is not None:
+            if healed.startswith(self._raw) and len(self._raw) < len(healed):
+                return  # still re-producing the healed text
+            # Such servers may ignore allowed_token_ids: text that does not start with the
+            # healed text is kept whole rather than cut at a wrong place.
+            self._text_start = len(healed) if self._raw.startswith(healed) else 0
+            self._healed_text = None
+        self._after_token(self._raw[self._text_start :])
 
     def finished(self, finish_reason: Any, last_phase: bool) -> None:
         """The stream ended by itself: EOS, or the end of one constrained healing step."""

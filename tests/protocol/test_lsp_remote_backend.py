@@ -14,7 +14,8 @@ from tests.protocol.harness import inline, lsp_session, open_document, server_en
 
 def text_stream(pieces: list[str]):
     """A server that sends text pieces only (no token ids), as servers without vLLM's
-    ``return_tokens_as_token_ids`` do."""
+    ``return_tokens_as_token_ids`` do. Its text starts with what token healing backed off
+    (here the space after ``=``), as a model's does."""
 
     def respond(exchange) -> None:
         exchange.start_stream()
@@ -34,7 +35,7 @@ def remote_options(url: str, **more) -> dict:
 
 async def test_suggestions_come_from_the_stream_and_stats_show_the_backend():
     env = dict(server_env(), SANTACODER_TEST_KEY="sk-not-to-be-shown")
-    with FakeOpenAIServer(text_stream(["compute", "(value)", "\n", "print(x)"])) as model_server:
+    with FakeOpenAIServer(text_stream([" compute", "(value)", "\n", "print(x)"])) as model_server:
         async with lsp_session(remote_options(model_server.url, apiKeyEnv="SANTACODER_TEST_KEY"), env=env, wait_ready=False) as client:
             await wait_for_model(client, timeout_s=120)
             open_document(client, "file:///w/a.py", "import os\nresult = \n")
