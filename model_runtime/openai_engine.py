@@ -268,6 +268,7 @@ class OpenAIEngine:
         self._retry_at = 0.0  # time.monotonic() before which calls fail at once
         # promptTokens/cachedPromptTokens: over the streams that told their cached_tokens
         self.counters = {"requests": 0, "failures": 0, "promptTokens": 0, "cachedPromptTokens": 0, "generatedTokens": 0}
+        self.http_requests = 0  # /v1/completions requests sent (token healing may send several per call)
 
     # -- text <-> tokens -------------------------------------------------------------------
     def tokenize(self, text: str) -> list[int]:
@@ -433,6 +434,8 @@ class OpenAIEngine:
 
     def _open_with_retries(self, body: dict[str, Any], cutter: Cutter):
         for delay_s in (*_CONNECT_RETRY_DELAYS_S, None):
+            with self._state_lock:
+                self.http_requests += 1
             try:
                 return open_stream(self._pool, "/v1/completions", body, cutter)
             except ServerProblem as problem:
