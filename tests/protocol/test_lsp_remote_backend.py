@@ -9,7 +9,14 @@ import asyncio
 import socket
 
 from tests.fake_openai import FakeOpenAIServer
-from tests.protocol.harness import inline, lsp_session, open_document, server_env, stats, wait_for_model
+from tests.protocol.harness import (
+    inline,
+    lsp_session,
+    open_document,
+    server_env,
+    stats,
+    wait_for_model,
+)
 
 
 def text_stream(pieces: list[str]):

@@ -20,7 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from model_runtime.api import CompletionRequest, CompletionServerError, LoadOptions, StopReason
+from model_runtime.api import (
+    CompletionRequest,
+    CompletionServerError,
+    LoadOptions,
+    StopReason,
+)
 
 URL = os.environ.get("SANTACODER_VLLM_URL", "")
 pytestmark = pytest.mark.skipif(not URL, reason="set SANTACODER_VLLM_URL to a vLLM serving the bundled tiny model")

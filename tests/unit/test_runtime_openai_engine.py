@@ -10,11 +10,17 @@ import time
 
 import pytest
 
-from model_runtime.api import CompletionRequest, CompletionServerError, LoadOptions, ModelInfo, StopReason
+from model_runtime.api import (
+    CompletionRequest,
+    CompletionServerError,
+    LoadOptions,
+    ModelInfo,
+    StopReason,
+)
 from model_runtime.fim import find_fim_tokens
 from model_runtime.openai_engine import OpenAIEngine, load_openai_engine
-from model_runtime.prompt import HealingGuide
 from model_runtime.openai_http import Endpoint
+from model_runtime.prompt import HealingGuide
 from tests.fake_openai import FakeOpenAIServer
 
 
