@@ -26,7 +26,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from model_runtime.api import DEVICES, DTYPES, FIM_ORDERS, QUANTIZATIONS
+from model_runtime.api import BACKENDS, DEVICES, DTYPES, FIM_ORDERS, QUANTIZATIONS
 
 from . import __version__
 from .settings import Settings, parse_settings
@@ -47,6 +47,10 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--debounce-ms", type=int)
     group.add_argument("--prefix-ratio", type=float)
     group.add_argument("--trust-remote-code", action="store_true", default=None)
+    group.add_argument("--backend", choices=BACKENDS, help="openai: the model runs on an OpenAI-compatible server (vLLM) at --server-url")
+    group.add_argument("--server-url", help="backend openai: the model server, e.g. http://127.0.0.1:8000")
+    group.add_argument("--server-model", help="backend openai: the served model's name (default: what the server serves)")
+    group.add_argument("--api-key-env", help="backend openai: NAME of the environment variable holding the API key")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     parser.add_argument("--log-file", type=Path, help="also append the log to this file")
 
@@ -56,6 +60,7 @@ def _settings_from_args(parser: argparse.ArgumentParser, args: argparse.Namespac
         "model": "model", "device": "device", "dtype": "dtype", "quantization": "quantization",
         "fim_order": "fimOrder", "max_new_tokens": "maxNewTokens", "max_new_tokens_single_line": "maxNewTokensSingleLine",
         "debounce_ms": "debounceMs", "prefix_ratio": "prefixRatio", "trust_remote_code": "trustRemoteCode",
+        "backend": "backend", "server_url": "serverUrl", "server_model": "serverModel", "api_key_env": "apiKeyEnv",
     }  # fmt: skip
     raw = {key: getattr(args, name) for name, key in names.items() if getattr(args, name) is not None}
     settings, problems = parse_settings(raw)

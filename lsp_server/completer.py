@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Hashable, Literal
 
-from model_runtime.api import CompletionOOMError, CompletionRequest, CompletionResult, StopReason
+from model_runtime.api import CompletionOOMError, CompletionRequest, CompletionResult, CompletionServerError, StopReason
 
 from .completion_cache import CompletionCache, ShownSuggestion
 from .context import CursorShape, Mode, TokenCounter, Windows, describe_cursor, extract_windows, plan_budget
@@ -206,11 +206,18 @@ class Completer:
             if not await debounce(ticket, debounce_ms):
                 return None
             self.stats.count("modelCalls")
-            return await asyncio.to_thread(engine.complete, request, stop=rules.check, cancel=ticket.flag)
+            result = await asyncio.to_thread(engine.complete, request, stop=rules.check, cancel=ticket.flag)
+            self.stats.count("generatedTokens", result.stats.generated_tokens)
+            self.stats.count("promptTokens", result.stats.prompt_tokens)
+            self.stats.count("reusedPromptTokens", result.stats.reused_tokens)
+            return result
         except asyncio.CancelledError:
             ticket.flag.set()  # $/cancelRequest: the worker thread stops at its next decode step
             self.stats.count("cancelled")
             raise
+        except CompletionServerError as error:
+            log.debug("completion failed for %s: %s", uri, error)  # the engine logged it, once per run of the same problem
+            return error
         except CompletionOOMError as error:
             # Expected under memory pressure, and the runtime has retried already: one line, no traceback.
             log.warning("completion failed for %s: %s", uri, error)

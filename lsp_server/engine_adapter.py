@@ -39,7 +39,7 @@ class CompletionEngine(Protocol):
     after every token and returns ``None`` or the index to cut at. ``count_tokens`` may be
     called from any thread while a decode runs."""
 
-    info: ModelInfo
+    info: ModelInfo  # may be replaced (not mutated) while the engine runs, e.g. when a server tells its context
 
     def count_tokens(self, text: str) -> int: ...
 
@@ -54,6 +54,10 @@ def load_completion_engine(options: LoadOptions, progress: ProgressCallback | No
     """Blocking. Raises ``ModelLoadError`` with one line that says what to do."""
     if options.model.startswith(FAKE_PREFIX):
         return _load_fake_engine(options, progress)
+    if options.backend == "openai":  # the model runs on a server; only the tokenizer loads here
+        from model_runtime.openai_engine import load_openai_engine
+
+        return load_openai_engine(options, progress)
     try:
         from model_runtime import load_engine
     except ImportError as error:  # torch or transformers missing or broken

@@ -82,11 +82,15 @@ class EngineHost:
         the loaded engine runs with, else what the current load asks for."""
         out: dict[str, object] = {"state": self.state, "name": self.options.model if self.options else None}
         out["quantization"] = self.options.quantization if self.options else None
+        out["backend"] = self.options.backend if self.options else "inprocess"
         if self.error:
             out["error"] = self.error
         if self.engine is not None:
             info = self.engine.info
             out.update(device=info.device, dtype=info.dtype, quantization=info.quantization, contextTokens=info.context_tokens, parameters=info.parameters)
+            describe = getattr(self.engine, "describe", None)  # a remote engine: its URL and health
+            if callable(describe):
+                out.update(describe())
         return out
 
 

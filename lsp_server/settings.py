@@ -10,15 +10,19 @@ a client may send only what it changes.
 
 from __future__ import annotations
 
+import re
+import urllib.parse
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable
 
-from model_runtime.api import DEVICES, DTYPES, FIM_ORDERS, QUANTIZATIONS, LoadOptions
+from model_runtime.api import BACKENDS, DEVICES, DTYPES, FIM_ORDERS, QUANTIZATIONS, LoadOptions
 
 SECTION = "santacoder"  # settings may come flat or nested under this key
 COMPLETION_ITEM_MODES = ("auto", "always", "never")
 # Keys a client may send that are not ours to validate (vscode-languageclient's trace switch).
 _IGNORED_KEYS = frozenset({"trace"})
+# Keys whose bad values are not repeated in messages: a user may paste the key itself there.
+_NOT_ECHOED = frozenset({"apiKeyEnv"})
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,14 @@ class Settings:
     # Tokens of context from other files before the prompt (at most a quarter of the model's
     # context), taken out of the prefix/suffix budget; 0 turns it off.
     extra_context_tokens: int = 256
+    # Backend "openai": the model runs on an OpenAI-compatible server (vLLM); ``model`` then
+    # names only the tokenizer, which must be that of the served model.
+    backend: str = "inprocess"
+    server_url: str = "http://127.0.0.1:8000"
+    server_model: str = ""  # "": the model the server serves
+    api_key_env: str = ""  # the NAME of an environment variable holding the key, never the key
+    request_timeout_ms: int = 10_000
+    connect_timeout_ms: int = 2_000
 
     def language_enabled(self, language_id: str | None) -> bool:
         for name, enabled in self.languages:
@@ -64,6 +76,12 @@ class Settings:
             trust_remote_code=self.trust_remote_code,
             kv_cache_bytes=self.kv_cache_mb * 1024 * 1024,
             fim_order=self.fim_order,  # type: ignore[arg-type]
+            backend=self.backend,
+            server_url=self.server_url,
+            server_model=self.server_model,
+            api_key_env=self.api_key_env,
+            request_timeout_ms=self.request_timeout_ms,
+            connect_timeout_ms=self.connect_timeout_ms,
         )
 
     def budget_new_tokens(self) -> int:
@@ -136,6 +154,31 @@ def _languages(value: Any) -> tuple[tuple[tuple[str, bool], ...], bool]:
     raise ValueError('true/false, a list of language ids, or a map such as {"*": true, "markdown": false}')
 
 
+def _text(value: Any) -> str:
+    """A string that may be empty (meaning "not set")."""
+    if not isinstance(value, str):
+        raise ValueError("a string")
+    return value.strip()
+
+
+def _server_url(value: Any) -> str:
+    parts = urllib.parse.urlsplit(value.strip()) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("an http:// or https:// URL such as 'http://127.0.0.1:8000'")
+    if parts.username or parts.password:
+        raise ValueError("a URL without a user name or password (put the key in the variable named by apiKeyEnv)")
+    return value.strip()
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _env_name(value: Any) -> str:
+    if not isinstance(value, str) or (value.strip() and not _ENV_NAME.match(value.strip())):
+        raise ValueError("the name of an environment variable, such as 'SANTACODER_API_KEY' (not the key itself)")
+    return value.strip()
+
+
 @dataclass(frozen=True)
 class _Spec:
     key: str  # JSON name (camelCase, as in the editor's settings)
@@ -160,6 +203,12 @@ _SPECS = (
     _Spec("enable", "languages", _languages),
     _Spec("completionItems", "completion_items", _choice(COMPLETION_ITEM_MODES)),
     _Spec("extraContextTokens", "extra_context_tokens", _integer(0, 1 << 16)),
+    _Spec("backend", "backend", _choice(BACKENDS)),
+    _Spec("serverUrl", "server_url", _server_url),
+    _Spec("serverModel", "server_model", _text),
+    _Spec("apiKeyEnv", "api_key_env", _env_name),
+    _Spec("requestTimeoutMs", "request_timeout_ms", _integer(100, 600_000)),
+    _Spec("connectTimeoutMs", "connect_timeout_ms", _integer(100, 60_000)),
 )
 _BY_KEY = {spec.key: spec for spec in _SPECS}
 assert {spec.attr for spec in _SPECS} | {"languages_default"} == {f.name for f in fields(Settings)}
@@ -197,7 +246,8 @@ def parse_settings(raw: Any, base: Settings = Settings()) -> tuple[Settings, lis
             parsed = spec.parse(value)
         except ValueError as expected:
             kept = base.to_json()[spec.key]
-            problems.append(f"setting {key!r} must be {expected}, got {value!r}: using {kept!r}")
+            shown = "a value not shown here (it may be a key)" if key in _NOT_ECHOED else repr(value)
+            problems.append(f"setting {key!r} must be {expected}, got {shown}: using {kept!r}")
             continue
         if spec.attr == "languages":
             changes["languages"], changes["languages_default"] = parsed

@@ -34,7 +34,8 @@ class ServerStats:
     def __init__(self) -> None:
         # requests, modelCalls, exactCacheHits, typedThroughHits, cancelled, stale, empty,
         # notReady, disabled, errors (outOfMemory: those of them the runtime gave up on for
-        # lack of memory, after its one shorter retry), shown, accepted, dismissed
+        # lack of memory, after its one shorter retry), shown, accepted, dismissed;
+        # generatedTokens, promptTokens, reusedPromptTokens: summed over the model's answers
         self.counts: Counter[str] = Counter()
         self.latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.model_latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -78,7 +79,8 @@ class ServerStats:
 
     def snapshot(self) -> dict[str, Any]:
         names = ("requests", "modelCalls", "exactCacheHits", "typedThroughHits", "cancelled", "stale", "empty",
-                 "notReady", "disabled", "errors", "outOfMemory", "superseded", "shown", "accepted", "dismissed")  # fmt: skip
+                 "notReady", "disabled", "errors", "outOfMemory", "superseded", "shown", "accepted", "dismissed",
+                 "generatedTokens", "promptTokens", "reusedPromptTokens")  # fmt: skip
         out: dict[str, Any] = {name: self.counts[name] for name in names}
         shown = self.counts["shown"]
         out["acceptanceRate"] = round(self.counts["accepted"] / shown, 4) if shown else 0.0

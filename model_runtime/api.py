@@ -16,6 +16,7 @@ QUANTIZATIONS: tuple[str, ...] = ("none", "int8", "nf4")
 DEVICES: tuple[str, ...] = ("auto", "cuda", "mps", "cpu")
 DTYPES: tuple[str, ...] = ("auto", "bf16", "fp16", "fp32")
 FIM_ORDERS: tuple[str, ...] = ("psm", "spm")
+BACKENDS: tuple[str, ...] = ("inprocess", "openai")  # openai: a client of an OpenAI-compatible server (vLLM)
 
 # Called with the full text generated so far (after every decoded token). Return None to go
 # on, or a character index: the result is cut to text[:index] and decoding stops.
@@ -54,6 +55,14 @@ class LoadOptions:
     fim_tokens: tuple[str, str, str] | None = None  # explicit (prefix, middle, suffix) override
     threads: int = 0  # torch CPU threads; 0: automatic (one for small models on a CPU)
     static_decode: bool = True  # lean static-KV forward for multi-query GPTBigCode; False: transformers' forward
+    # Backend "openai": ``model`` names the tokenizer only (loaded locally, so prompts are the
+    # same token ids as in-process); the model runs on the server at ``server_url``.
+    backend: str = "inprocess"
+    server_url: str = "http://127.0.0.1:8000"
+    server_model: str = ""  # the name the server serves the model under; "": the one it serves
+    api_key_env: str = ""  # name of the environment variable holding the API key; "": no key
+    request_timeout_ms: int = 10_000  # one completion, when the request sets no timeout
+    connect_timeout_ms: int = 2_000
 
 
 @dataclass(frozen=True)
@@ -155,3 +164,9 @@ class CompletionOOMError(RuntimeError):
     Only that request failed: the engine holds no lock and no half-written KV afterwards, so
     the next request runs normally. The message is one line that says what to do.
     """
+
+
+class CompletionServerError(RuntimeError):
+    """A remote engine's server failed one request (unreachable, refused, overloaded, broken
+    stream). The message is one line that says what to do; the engine has logged it already
+    (once for a run of the same problem), so callers need not log it again."""

@@ -294,3 +294,37 @@ def load_model(options: LoadOptions, progress: ProgressCallback | None = None):
         raise ModelLoadError(f"could not load {options.model!r}: {type(error).__name__}: {_one_line(error)}") from error
     model.eval()
     return model, tokenizer, device, dtype, source
+
+
+def load_tokenizer(options: LoadOptions):
+    """Load only the tokenizer of ``options.model`` (bundled name, directory or hub id), as
+    ``load_model`` does: a remote engine builds the same token ids as the in-process one."""
+    source = resolve_source(options.model)
+    trust_remote_code = options.trust_remote_code is True
+    if not trust_remote_code:
+        _refuse_custom_code(source, options.model)
+    from transformers import AutoTokenizer
+
+    common = {"trust_remote_code": trust_remote_code}
+    if source.kind != "hub":
+        common["local_files_only"] = True
+    try:
+        return AutoTokenizer.from_pretrained(source.location, **common), source
+    except Exception as error:  # noqa: BLE001 - every loading failure becomes one actionable line
+        if source.kind == "hub" and isinstance(error, (OSError, ConnectionError)):
+            raise ModelLoadError(_hub_message(source, error)) from error
+        if "trust_remote_code" in str(error):
+            raise ModelLoadError(_remote_code_message(options.model, "its own Python code")) from error
+        raise ModelLoadError(f"could not load the tokenizer of {options.model!r}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from error
+
+
+def read_context_tokens(source: ModelSource, trust_remote_code: bool = False) -> int | None:
+    """The model's position limit from its config (``None`` when it cannot be read)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(source.location, local_files_only=source.kind != "hub", trust_remote_code=trust_remote_code is True)
+    except Exception:  # noqa: BLE001 - the server's limit is used instead
+        return None
+    value = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    return int(value) if isinstance(value, int) and value > 0 else None

@@ -75,3 +75,28 @@ def test_extra_context_tokens_parses_and_agrees_with_the_vscode_manifest():
     manifest = json.loads((Path(__file__).resolve().parents[2] / "vscode-extension" / "package.json").read_text())
     entry = manifest["contributes"]["configuration"]["properties"]["santacoder.extraContextTokens"]
     assert entry["default"] == Settings().extra_context_tokens and entry["minimum"] == 0
+
+
+def test_backend_settings_reach_the_load_options():
+    settings, problems = parse_settings(
+        {"backend": "openai", "serverUrl": "https://models.example:8443/v1", "serverModel": "santacoder", "apiKeyEnv": "TEAM_KEY",
+         "requestTimeoutMs": 2500, "connectTimeoutMs": 500}
+    )  # fmt: skip
+    assert problems == []
+    options = settings.load_options()
+    assert (options.backend, options.server_url, options.server_model, options.api_key_env) == ("openai", "https://models.example:8443/v1", "santacoder", "TEAM_KEY")
+    assert (options.request_timeout_ms, options.connect_timeout_ms) == (2500, 500)
+    assert options != Settings().load_options()  # a change of backend reloads the engine
+    assert Settings().backend == "inprocess" and settings.to_json()["serverUrl"] == "https://models.example:8443/v1"
+
+
+def test_bad_backend_settings_say_what_to_do_and_never_echo_a_key():
+    settings, problems = parse_settings(
+        {"backend": "cloud", "serverUrl": "localhost:8000", "apiKeyEnv": "sk-abc123-secret", "requestTimeoutMs": 5}
+    )
+    assert settings == Settings() and len(problems) == 4
+    assert any("'serverUrl' must be an http:// or https:// URL" in p for p in problems)
+    assert any("'apiKeyEnv' must be the name of an environment variable" in p for p in problems)
+    assert not any("sk-abc123-secret" in p for p in problems)
+    assert parse_settings({"serverUrl": "http://user:pw@host:8000"})[1], "credentials in the URL are refused"
+    assert parse_settings({"serverModel": "", "apiKeyEnv": ""})[1] == []  # empty: not set

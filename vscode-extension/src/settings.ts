@@ -13,10 +13,11 @@ export const CLIENT_ONLY_KEYS: readonly string[] = ['inlineCompletions', 'python
 /**
  * Server settings that decide how the model is loaded (lsp_server/settings.py, load_options):
  * changing one restarts the server, which frees the old model's memory before the new one loads.
+ * The remote backend's own settings (serverUrl, serverModel, apiKeyEnv, timeouts) only reconnect.
  * The other server settings are sent with workspace/didChangeConfiguration and apply to the next
  * request.
  */
-export const RESTART_KEYS: readonly string[] = ['model', 'device', 'dtype', 'quantization', 'trustRemoteCode', 'kvCacheMb'];
+export const RESTART_KEYS: readonly string[] = ['model', 'device', 'dtype', 'quantization', 'trustRemoteCode', 'kvCacheMb', 'backend'];
 
 /** Client settings whose change restarts the server (a different interpreter or command line). */
 export const CLIENT_RESTART_KEYS: readonly string[] = ['pythonPath', 'serverArgs'];

@@ -39,7 +39,15 @@ test('defaults become the server options, without the client-only settings', () 
   assert.equal(options.quantization, 'none');
   assert.equal(options.trustRemoteCode, false);
   assert.deepEqual(options.enable, { '*': true });
+  assert.equal(options.backend, 'inprocess');
+  assert.equal(options.serverUrl, 'http://127.0.0.1:8000');
+  assert.equal(options.apiKeyEnv, '');
   for (const key of CLIENT_ONLY_KEYS) assert.ok(!(key in options), key);
+});
+
+test('in an untrusted workspace the model server and its key variable come from user settings only', () => {
+  const restricted = packageJson.capabilities.untrustedWorkspaces.restrictedConfigurations as string[];
+  for (const key of ['serverUrl', 'apiKeyEnv']) assert.ok(restricted.includes(`santacoder.${key}`), key);
 });
 
 test('configured values pass through under their package.json names', () => {
@@ -66,10 +74,10 @@ test('server keys are the declared keys minus the client-only ones, in order', (
 });
 
 test('model-loading and interpreter settings restart the server; others do not', () => {
-  for (const key of ['model', 'device', 'dtype', 'quantization', 'trustRemoteCode', 'kvCacheMb', 'pythonPath', 'serverArgs']) {
+  for (const key of ['model', 'device', 'dtype', 'quantization', 'trustRemoteCode', 'kvCacheMb', 'backend', 'pythonPath', 'serverArgs']) {
     assert.ok(needsRestart(key), key);
   }
-  for (const key of ['maxNewTokens', 'debounceMs', 'fimOrder', 'enable', 'inlineCompletions', 'trace.server']) {
+  for (const key of ['maxNewTokens', 'debounceMs', 'fimOrder', 'enable', 'inlineCompletions', 'trace.server', 'serverUrl', 'serverModel', 'apiKeyEnv']) {
     assert.ok(!needsRestart(key), key);
   }
 });

@@ -43,6 +43,29 @@ function M.check()
       client.root_dir or 'none',
       provider and 'advertised' or 'missing'
     ))
+    M.report_model(client)
+  end
+end
+
+--- The model as the server sees it (santacoder/stats): in-process or a team's model server.
+function M.report_model(client)
+  local health = vim.health
+  local response = require('santacoder.compat').request_sync(client, 'santacoder/stats', vim.NIL, 2000)
+  local model = response and response.result and response.result.model
+  if type(model) ~= 'table' then
+    health.warn('no answer to santacoder/stats within 2 s')
+    return
+  end
+  if model.backend == 'openai' then
+    local line = ('model server %s (%s): %s'):format(tostring(model.url), tostring(model.serverModel), tostring(model.health))
+    if model.health == 'ok' or model.health == 'unknown' then
+      health.ok(line)
+    else
+      health.warn(line, { model.lastError or 'see the server log' })
+    end
+  else
+    local report = model.state == 'failed' and health.error or health.ok
+    report(('model %s: %s'):format(tostring(model.name), tostring(model.state)), model.error and { model.error } or nil)
   end
 end
 

@@ -21,6 +21,8 @@ local defaults = {
   --- `santacoder`, as workspace/didChangeConfiguration: model, device, dtype, quantization,
   --- fimOrder, maxNewTokens, maxNewTokensSingleLine, debounceMs, enable, completionItems,
   --- extraContextTokens, ...
+  --- A team's model server: backend = 'openai', serverUrl, serverModel, apiKeyEnv (the NAME
+  --- of an environment variable holding the key), requestTimeoutMs, connectTimeoutMs.
   settings = {},
   --- 'auto' (native on 0.12+, else this plugin's ghost text), 'native', 'ghost', or false for
   --- no inline completion (textDocument/completion only).
@@ -52,6 +54,7 @@ local function validate(config)
   check(config.filetypes == nil or type(config.filetypes) == 'table', 'filetypes', 'nil or a list')
   check(config.root_markers == nil or type(config.root_markers) == 'table', 'root_markers', 'nil or a list')
   check(type(config.settings) == 'table', 'settings', 'a table')
+  check(config.settings.apiKey == nil, 'settings.apiKey', 'absent: put the key in an environment variable and name it in settings.apiKeyEnv')
   check(config.inline == false or INLINE_MODES[config.inline] == true, 'inline', "'auto', 'native', 'ghost' or false")
   check(type(config.debounce_ms) == 'number' and config.debounce_ms >= 0, 'debounce_ms', 'a number >= 0')
   check(type(config.keymaps) == 'table', 'keymaps', 'a table')
