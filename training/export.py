@@ -80,6 +80,27 @@ def _hardware(saved: dict) -> str:
     return f"the CPU, {saved['args']['threads']} threads" if device == "cpu" else f"one {device} GPU"
 
 
+def _packages_section(saved: dict) -> str:
+    """The PyPI packages the run trained on, with versions, licences and attribution (if any)."""
+    corpus = saved.get("corpus") or {}
+    packages = corpus.get("packages") or []
+    if not packages:
+        return ""
+    sources = corpus.get("sources", {})
+    lines = ["", "Also Python files of these PyPI packages (pinned in `training/packages.txt`; vendored copies,",
+             "generated files, duplicates and copies of held-out files dropped, see `training/corpus.py`).",
+             "Each is the work of its authors, under its own licence:", "",
+             "| package | version | licence | copyright / attribution | files | M chars |", "|---|---|---|---|---|---|"]
+    for package in packages:
+        size = sources.get(package["name"], {})
+        lines.append(f"| {package['name']} | {package['version']} | {package['licence']} | {package['attribution']} "
+                     f"| {size.get('files', 0)} | {size.get('chars', 0) / 1e6:.1f} |")
+    stdlib = sources.get("stdlib", {})
+    lines += ["", f"Standard library: {stdlib.get('files', 0)} files, {stdlib.get('chars', 0) / 1e6:.1f} M chars, "
+              f"sampled {saved['args'].get('stdlib_weight', 1)}x per epoch."]
+    return "\n".join(lines) + "\n"
+
+
 def write_model_card(out_dir: Path, saved: dict, parameters: int, evaluation: dict | None, note: str = "") -> None:
     """Write ``README.md``: data, licence, size, training budget and evaluation."""
     args, config = saved["args"], saved["config"]
@@ -99,7 +120,7 @@ Python files of the CPython {saved.get('python', platform.python_version())} sta
 `training/heldout_files.txt` (about 4%, chosen by a hash of the path) were not trained
 on. The CPython standard library is distributed under the Python Software Foundation License
 (PSF-2.0); the weights are derived from it.
-
+{_packages_section(saved)}
 Tokenizer: byte-level BPE with {config['vocab_size']} tokens trained on the training split; ids 0..4 are
 `<|endoftext|> <fim-prefix> <fim-middle> <fim-suffix> <fim-pad>` (SantaCoder's names).
 

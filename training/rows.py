@@ -14,13 +14,20 @@ and a model trained on such runs chases each file's statistics and never learns 
 context (measured: loss stuck at 5.4 after 2 M tokens). So ``open_documents`` documents are
 read at once, each sample taking its window from one of them drawn at random; a finished
 document is replaced by the next in the epoch's order. Documents are shuffled every epoch
-with a generator seeded by (seed, epoch). The state (epoch, order position, the open
+with a generator seeded by (seed, epoch). The same document may appear several times in the
+list (the standard library is up-weighted that way, ``train.py``). The state (epoch, order position, the open
 documents' cursors and the sample RNG) round-trips through ``state_dict``, so a resumed run
 sees exactly the rows it would have seen.
+
+With ``mix.context_rate`` set, that share of FIM samples gets related-file chunks in front
+(``samples.format_context_chunk``): one to ``MAX_CONTEXT_CHUNKS`` windows of
+``CONTEXT_CHUNK_LINES`` lines from other documents of the same source and folder (or, for a
+file alone in its folder, of the same top-level package), within ``CONTEXT_SHARE`` of the room.
 """
 
 from __future__ import annotations
 
+import posixpath
 import random
 from dataclasses import dataclass
 from typing import Sequence
@@ -29,19 +36,25 @@ import numpy as np
 import torch
 
 from .corpus import Document
-from .samples import FIM_OVERHEAD_TOKENS, SampleMix, SpecialIds, build_sample
+from .samples import FIM_OVERHEAD_TOKENS, SampleMix, SpecialIds, build_sample, encode_text, format_context_chunk
 
 MIN_SAMPLE_TOKENS = 64
 OPEN_DOCUMENTS = 256
 # Tokenizing three pieces separately can take a few more tokens than the whole window.
 FIM_SLACK_TOKENS = 8
 IGNORE_INDEX = -100
+MAX_CONTEXT_CHUNKS = 3
+CONTEXT_CHUNK_LINES = (20, 60)  # a chunk's length in lines is drawn from this range
+CONTEXT_SHARE = 0.5  # the context takes at most this share of a sample's room
+MIN_CONTEXT_TOKENS = 32
 
 
 @dataclass(frozen=True)
 class TokenizedDocument:
     text: str
     token_ends: np.ndarray  # [n_tokens] int32: character offset where each token ends
+    path: str = ""  # relative path inside its source (the context chunks' header)
+    source: str = ""
 
 
 def index_documents(tokenizer, documents: Sequence[Document], batch_size: int = 64) -> list[TokenizedDocument]:
@@ -49,13 +62,50 @@ def index_documents(tokenizer, documents: Sequence[Document], batch_size: int = 
     backend = tokenizer.backend_tokenizer
     indexed = []
     for start in range(0, len(documents), batch_size):
-        texts = [document.text for document in documents[start : start + batch_size]]
-        for text, encoding in zip(texts, backend.encode_batch(texts, add_special_tokens=False)):
+        batch = documents[start : start + batch_size]
+        encodings = backend.encode_batch([document.text for document in batch], add_special_tokens=False)
+        for document, encoding in zip(batch, encodings):
             ends = np.fromiter((end for _, end in encoding.offsets), dtype=np.int32, count=len(encoding.offsets))
             if len(ends):
-                ends[-1] = len(text)
-                indexed.append(TokenizedDocument(text, ends))
+                ends[-1] = len(document.text)
+                indexed.append(TokenizedDocument(document.text, ends, document.path, document.source))
     return indexed
+
+
+def token_ends_of(tokenizer, text: str) -> np.ndarray:
+    """[n_tokens] int32: the character offset where each token of ``text`` ends (the last is ``len(text)``)."""
+    encoding = tokenizer.backend_tokenizer.encode(text, add_special_tokens=False)
+    ends = np.fromiter((end for _, end in encoding.offsets), dtype=np.int32, count=len(encoding.offsets))
+    if len(ends):
+        ends[-1] = len(text)
+    return ends
+
+
+def related_documents(documents: Sequence[TokenizedDocument | Document]) -> list[tuple[list[int], int]]:
+    """Per document: (its group, its own position in it), the group being the indices of the documents
+    of its source and folder, or of its top-level package when it is alone in its folder.
+
+    Groups are shared lists (a folder of n files costs n entries, not n squared); copies of one
+    document (the same source and path) share one index, so they are never each other's relatives.
+    """
+    by_folder: dict[tuple[str, str], list[int]] = {}
+    by_package: dict[tuple[str, str], list[int]] = {}
+    first_copy: dict[tuple[str, str], int] = {}
+    for index, document in enumerate(documents):
+        key = (document.source, document.path)
+        if key in first_copy:
+            continue
+        first_copy[key] = index
+        by_folder.setdefault((document.source, posixpath.dirname(document.path)), []).append(index)
+        by_package.setdefault((document.source, document.path.split("/", 1)[0]), []).append(index)
+    position = {id(group): {index: at for at, index in enumerate(group)} for group in (*by_folder.values(), *by_package.values())}
+    related = []
+    for document in documents:
+        group = by_folder[(document.source, posixpath.dirname(document.path))]
+        if len(group) < 2:
+            group = by_package[(document.source, document.path.split("/", 1)[0])]
+        related.append((group, position[id(group)][first_copy[(document.source, document.path)]]))
+    return related
 
 
 @dataclass
@@ -66,12 +116,17 @@ class _Cursor:
 
 
 class RowStream:
-    """An endless, seeded stream of packed rows over ``documents``."""
+    """An endless, seeded stream of packed rows over ``documents``.
+
+    ``documents`` are ``TokenizedDocument`` (indexed up front) or plain ``Document``: those are
+    tokenized when they are opened and forgotten when finished, so a corpus of hundreds of
+    millions of characters starts training at once (a run on a CPU opens only a few thousand).
+    """
 
     def __init__(
         self,
         tokenizer,
-        documents: Sequence[TokenizedDocument],
+        documents: Sequence[TokenizedDocument | Document],
         row_tokens: int,
         seed: int,
         mix: SampleMix = SampleMix(),
@@ -83,6 +138,7 @@ class RowStream:
         self.tokenizer = tokenizer
         self.ids = SpecialIds.from_tokenizer(tokenizer)
         self.documents = documents
+        self._ends: dict[int, np.ndarray] = {}  # token ends of the open plain documents
         self.row_tokens = row_tokens
         self.seed = seed
         self.mix = mix
@@ -94,6 +150,7 @@ class RowStream:
         self.open: list[_Cursor] = []
         while len(self.open) < min(open_documents, len(documents)):
             self.open.append(self._next_cursor())
+        self.related = related_documents(documents) if mix.context_rate > 0 else None
 
     def _shuffled_order(self) -> list[int]:
         order = list(range(len(self.documents)))
@@ -101,28 +158,72 @@ class RowStream:
         return order
 
     def _next_cursor(self) -> _Cursor:
-        if self.position == len(self.order):
-            self.epoch, self.position = self.epoch + 1, 0
-            self.order = self._shuffled_order()
-        self.position += 1
-        return _Cursor(self.order[self.position - 1])
+        while True:
+            if self.position == len(self.order):
+                self.epoch, self.position = self.epoch + 1, 0
+                self.order = self._shuffled_order()
+            self.position += 1
+            cursor = _Cursor(self.order[self.position - 1])
+            if len(self._token_ends(cursor.document)):
+                return cursor
+
+    def _token_ends(self, index: int) -> np.ndarray:
+        document = self.documents[index]
+        ends = getattr(document, "token_ends", None)
+        if ends is None:
+            ends = self._ends.get(index)
+            if ends is None:
+                ends = self._ends[index] = token_ends_of(self.tokenizer, document.text)
+        return ends
+
+    def _context_ids(self, document: int, budget_tokens: int) -> list[int]:
+        """Token ids of related-file chunks (``format_context_chunk`` each) within ``budget_tokens``."""
+        group, own = self.related[document] if self.related else ([], -1)
+        context: list[int] = []
+        for _ in range(self.rng.randint(1, MAX_CONTEXT_CHUNKS) if len(group) > 1 else 0):
+            pick = self.rng.randrange(len(group) - 1)  # uniform over the group without ``own``
+            other = self.documents[group[pick + (pick >= own)]]
+            lines = other.text.split("\n")
+            length = self.rng.randint(*CONTEXT_CHUNK_LINES)
+            first = self.rng.randrange(max(1, len(lines) - length + 1))
+            chunk_lines = lines[first : first + length]
+            room = budget_tokens - len(context)
+            while chunk_lines:
+                ids = encode_text(self.tokenizer, format_context_chunk(other.path, "\n".join(chunk_lines)))
+                if len(ids) <= room:
+                    break
+                chunk_lines = chunk_lines[: max(0, min(len(chunk_lines) - 1, len(chunk_lines) * room // len(ids)))]
+            if not chunk_lines:
+                break
+            context += ids
+        return context
 
     def _next_sample(self, room_tokens: int) -> list[int]:
         """The next window of a randomly chosen open document as a sample of at most ``room_tokens``."""
         slot = self.rng.randrange(len(self.open))
         cursor = self.open[slot]
         document = self.documents[cursor.document]
+        token_ends = self._token_ends(cursor.document)
         kind = self.mix.draw(self.rng)
         if kind != "plain" and MIN_SAMPLE_TOKENS <= self.min_fim_tokens < room_tokens:
             room_tokens = self.rng.randint(self.min_fim_tokens, room_tokens)
-        budget = room_tokens - (FIM_OVERHEAD_TOKENS + FIM_SLACK_TOKENS if kind != "plain" else 1)
-        last = min(cursor.token + budget, len(document.token_ends)) - 1
-        end_char = int(document.token_ends[last])
+        context: list[int] = []
+        if kind != "plain" and self.mix.context_rate > 0 and self.rng.random() < self.mix.context_rate:
+            context_budget = int(room_tokens * CONTEXT_SHARE)
+            if context_budget >= MIN_CONTEXT_TOKENS:
+                context = self._context_ids(cursor.document, context_budget)
+        budget = room_tokens - len(context) - (FIM_OVERHEAD_TOKENS + FIM_SLACK_TOKENS if kind != "plain" else 1)
+        last = min(cursor.token + budget, len(token_ends)) - 1
+        end_char = int(token_ends[last])
         text = document.text[cursor.char : end_char]
-        ends_document = last == len(document.token_ends) - 1
-        sample = build_sample(self.tokenizer, self.ids, text, kind, self.rng, ends_document, self.mix.line_rate)
+        ends_document = last == len(token_ends) - 1
+        sample = build_sample(
+            self.tokenizer, self.ids, text, kind, self.rng, ends_document, self.mix.line_rate,
+            self.mix.rest_of_line_rate, context,
+        )
         cursor.token, cursor.char = last + 1, end_char
         if ends_document:
+            self._ends.pop(cursor.document, None)
             self.open[slot] = self._next_cursor()
         return sample[:room_tokens]
 
@@ -154,5 +255,6 @@ class RowStream:
     def load_state_dict(self, state: dict) -> None:
         self.seed, self.epoch, self.position = state["seed"], state["epoch"], state["position"]
         self.open = [_Cursor(*fields) for fields in state["open"]]
+        self._ends = {}
         self.rng.setstate(state["rng"])
         self.order = self._shuffled_order()

@@ -15,6 +15,16 @@ suffix separately, so split points inside a token are seen in training too) and 
     SPM: <fim-prefix> <fim-suffix> S <fim-middle> P M <|endoftext|>   (SantaCoder's SPM variant)
     plain: T, plus <|endoftext|> only when T ends its document
 
+A ``rest_of_line_rate`` share of those line-aligned middles starts inside its line instead
+(``split_rest_of_line``): the cursor sits after some typed characters of the line and the middle
+is the rest of it, up to the line's end (the server's usual request while typing).
+
+A ``context_rate`` share of FIM samples carries chunks of related files in front of the
+sentinels, as the server sends its extra context (``FimTokens.layout(..., context_ids=...)``):
+the context text is, per chunk, ``# {relative path}\n{chunk text ending with a newline}``
+(``format_context_chunk``), the chunks concatenated; the row stream picks them from other files
+of the same folder (or package).
+
 Text is encoded with ``split_special_tokens=True``: a literal ``<fim-prefix>`` inside a
 source file becomes ordinary text tokens, never a special id.
 """
@@ -54,18 +64,21 @@ class SpecialIds:
 
 @dataclass(frozen=True)
 class SampleMix:
-    """Probabilities of each sample kind.
+    """Probabilities of each sample kind, and of each kind of FIM middle.
 
-    Default: 20% plain, 40% PSM, 40% SPM. The runtime always prompts in a FIM layout, and FIM
-    samples still teach left-to-right prediction over their prefix and suffix spans (Bavarian
-    et al. 2022 found high FIM rates cost little left-to-right quality); PSM and SPM are weighted
-    equally so that the PSM/SPM A/B decides the default order on equal terms.
+    Default: 10% plain, 25% PSM, 65% SPM. The runtime always prompts in a FIM layout (the server
+    in SPM, which scored several times PSM's exact match on this model), and FIM samples still
+    teach left-to-right prediction over their prefix and suffix spans (Bavarian et al. 2022 found
+    high FIM rates cost little left-to-right quality). PSM stays in the mix so that PSM prompts
+    (a setting) keep working.
     """
 
-    plain: float = 0.2
-    psm: float = 0.4
-    spm: float = 0.4
-    line_rate: float = 0.0  # share of FIM samples whose middle is whole lines (``split_at_lines``)
+    plain: float = 0.1
+    psm: float = 0.25
+    spm: float = 0.65
+    line_rate: float = 0.0  # share of FIM samples whose middle is line-aligned (``split_at_lines``)
+    rest_of_line_rate: float = 0.0  # share of those that start inside the line (``split_rest_of_line``)
+    context_rate: float = 0.0  # share of FIM samples with related-file chunks in front (rows.py)
 
     def draw(self, rng: random.Random) -> SampleKind:
         return rng.choices(SAMPLE_KINDS, weights=(self.plain, self.psm, self.spm))[0]
@@ -112,17 +125,53 @@ def split_at_lines(text: str, rng: random.Random, max_lines: int = 3) -> tuple[s
     return text[:begin], text[begin:end], text[end:]
 
 
+def split_rest_of_line(text: str, rng: random.Random) -> tuple[str, str, str]:
+    """(prefix, middle, suffix) with the middle the rest of one line from a point inside it.
+
+    The line is drawn among those with at least two characters after their indentation; the
+    cut lies after at least one of them and before the last, so the prefix ends with typed
+    characters of the line, the middle is not empty and ends at the line's end, and the suffix
+    starts with the newline (or is empty at the end of the text). Texts without such a line
+    fall back to ``split_at_lines``.
+    """
+    candidates = []  # (first character after the indentation, end of the line)
+    position = 0
+    for line in text.split("\n"):
+        code_start = position + len(line) - len(line.lstrip())
+        end = position + len(line)
+        if end - code_start >= 2:
+            candidates.append((code_start, end))
+        position = end + 1
+    if not candidates:
+        return split_at_lines(text, rng, max_lines=1)
+    code_start, end = candidates[rng.randrange(len(candidates))]
+    cut = rng.randint(code_start + 1, end - 1)
+    return text[:cut], text[cut:end], text[end:]
+
+
+def format_context_chunk(relative_path: str, chunk: str) -> str:
+    """One chunk of extra context as the server lays it out: ``# path``, then the chunk, newline-ended."""
+    ending = "" if chunk.endswith("\n") else "\n"
+    return f"# {relative_path}\n{chunk}{ending}"
+
+
 def layout_fim(
-    ids: SpecialIds, prefix: Sequence[int], middle: Sequence[int], suffix: Sequence[int], order: SampleKind
+    ids: SpecialIds,
+    prefix: Sequence[int],
+    middle: Sequence[int],
+    suffix: Sequence[int],
+    order: SampleKind,
+    context: Sequence[int] = (),
 ) -> list[int]:
     """Token ids of one FIM sample in ``order`` ("psm" or "spm"), ending with end of text.
 
-    The prompt part is the runtime's own ``FimTokens.layout``, so training and serving can
-    never disagree on where the sentinels go; the middle and end of text follow it.
+    The prompt part is the runtime's own ``FimTokens.layout`` (``context`` ids first), so
+    training and serving can never disagree on where the sentinels go; the middle and end of
+    text follow it.
     """
     if order not in ("psm", "spm"):
         raise ValueError(f"not a FIM order: {order!r}")
-    return [*ids.fim.layout(prefix, suffix, order), *middle, ids.end_of_text]
+    return [*ids.fim.layout(prefix, suffix, order, context_ids=context), *middle, ids.end_of_text]
 
 
 def layout_plain(ids: SpecialIds, tokens: Sequence[int], ends_document: bool) -> list[int]:
@@ -138,11 +187,19 @@ def build_sample(
     rng: random.Random,
     ends_document: bool,
     line_rate: float = 0.0,
+    rest_of_line_rate: float = 0.0,
+    context: Sequence[int] = (),
 ) -> list[int]:
-    """One training sample of ``kind`` built from ``text`` (FIM split points drawn from ``rng``;
-    whole-line middles with probability ``line_rate``)."""
+    """One training sample of ``kind`` built from ``text`` (FIM split points drawn from ``rng``).
+
+    FIM middles are line-aligned with probability ``line_rate`` (of those, a share
+    ``rest_of_line_rate`` start inside the line), random otherwise; ``context`` ids (related-file
+    chunks) go in front of a FIM sample. Plain samples ignore ``context``.
+    """
     if kind == "plain":
         return layout_plain(ids, encode_text(tokenizer, text), ends_document)
-    split = split_at_lines if line_rate > 0 and rng.random() < line_rate else split_at_random
+    split = split_at_random
+    if line_rate > 0 and rng.random() < line_rate:
+        split = split_rest_of_line if rest_of_line_rate > 0 and rng.random() < rest_of_line_rate else split_at_lines
     prefix, middle, suffix = (encode_text(tokenizer, piece) for piece in split(text, rng))
-    return layout_fim(ids, prefix, middle, suffix, kind)
+    return layout_fim(ids, prefix, middle, suffix, kind, context)

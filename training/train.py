@@ -42,8 +42,8 @@ from tqdm import tqdm
 from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
 
 from . import checkpoint as ckpt
-from .corpus import load_documents, split_documents
-from .rows import RowStream, index_documents
+from .corpus import PACKAGE_LIST, STDLIB_SOURCE, load_documents, read_package_list, split_documents
+from .rows import RowStream
 from .samples import SampleMix, SpecialIds
 from .tokenizer import train_tokenizer
 
@@ -70,10 +70,13 @@ class TrainArgs:
     warmup_steps: int = 100
     weight_decay: float = 0.1
     grad_clip: float = 1.0
-    plain_rate: float = 0.2
-    psm_rate: float = 0.4
-    spm_rate: float = 0.4
-    line_fim_rate: float = 0.5  # share of FIM samples with whole-line middles (samples.py)
+    plain_rate: float = 0.1
+    psm_rate: float = 0.25
+    spm_rate: float = 0.65  # the server prompts in SPM
+    line_fim_rate: float = 0.7  # share of FIM samples with line-aligned middles (samples.py)
+    rest_of_line_rate: float = 0.4  # share of those cut inside the line, ending at its end
+    context_rate: float = 0.15  # share of FIM samples with related-file chunks in front (rows.py)
+    stdlib_weight: int = 2  # the standard library's training files are sampled this many times per epoch
     min_fim_tokens: int = 0  # 0: a FIM sample fills the row's room; else its length is drawn from [this, room]
     checkpoint_every: int = 100
     log_every: int = 10
@@ -251,6 +254,27 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def weight_stdlib(documents: list, copies: int) -> list:
+    """``documents`` with the standard library's ones ``copies`` times (each epoch samples them that often)."""
+    return documents + [document for document in documents if document.source == STDLIB_SOURCE] * max(0, copies - 1)
+
+
+def corpus_summary(documents) -> dict:
+    """What the run trains on, for the model card: per source files and characters (training split,
+    before the standard library's up-weighting), and the pinned packages among the sources."""
+    sources: dict[str, dict[str, int]] = {}
+    for document in documents:
+        entry = sources.setdefault(document.source or STDLIB_SOURCE, {"files": 0, "chars": 0})
+        entry["files"] += 1
+        entry["chars"] += len(document.text)
+    specs = read_package_list(PACKAGE_LIST) if set(sources) - {STDLIB_SOURCE} else []
+    packages = [
+        {"name": spec.name, "version": spec.version, "licence": spec.licence, "attribution": spec.attribution}
+        for spec in specs if spec.name in sources
+    ]
+    return {"sources": sources, "packages": packages}
+
+
 def _resumed_history(saved: dict, args: TrainArgs) -> dict:
     """Run history carried across resumes: when whole-line middles began, schedule changes."""
     history = {
@@ -287,11 +311,13 @@ def _start(args: TrainArgs, resume: bool, given: set[str]) -> tuple[TrainArgs, _
     else:
         _log(f"training a {args.vocab_size}-token BPE on {len(documents)} files")
         tokenizer = prepare_tokenizer(args, [document.text for document in documents])
-    mix = SampleMix(args.plain_rate, args.psm_rate, args.spm_rate, args.line_fim_rate)
-    stream = RowStream(
-        tokenizer, index_documents(tokenizer, documents), args.n_positions, args.seed, mix,
-        min_fim_tokens=args.min_fim_tokens,
+    mix = SampleMix(
+        args.plain_rate, args.psm_rate, args.spm_rate, args.line_fim_rate, args.rest_of_line_rate, args.context_rate
     )
+    corpus = corpus_summary(documents)
+    # Documents are tokenized when the row stream opens them (rows.py): no start-up pass over the corpus.
+    weighted = weight_stdlib(documents, args.stdlib_weight)
+    stream = RowStream(tokenizer, weighted, args.n_positions, args.seed, mix, min_fim_tokens=args.min_fim_tokens)
     torch.manual_seed(args.seed)
     model = initial or GPTBigCodeForCausalLM(build_config(args, SpecialIds.from_tokenizer(tokenizer)))
     optimizer = build_optimizer(model, args)
@@ -309,6 +335,7 @@ def _start(args: TrainArgs, resume: bool, given: set[str]) -> tuple[TrainArgs, _
         session.elapsed_s, session.loss = saved["elapsed_s"], saved["loss"]
     elif initial is not None:
         session.extra = {"init_from": str(args.init_from)}
+    session.extra["corpus"] = corpus
     model.to(session.device).train()
     for state in optimizer.state.values():
         for key, value in state.items():
