@@ -53,6 +53,11 @@ class LoadOptions:
     fim_tokens: tuple[str, str, str] | None = None  # explicit (prefix, middle, suffix) override
     threads: int = 0  # torch CPU threads; 0: automatic (one for small models on a CPU)
     static_decode: bool = True  # lean static-KV forward for multi-query GPTBigCode; False: transformers' forward
+    # Greedy decoding through the fixed-shape step (model_runtime/fast_decode.py) with prompt-lookup
+    # speculation verifying up to ``draft_tokens`` per forward (0: one token per forward). Needs the
+    # static path; sampling, healing's constrained tokens and quantized models use the plain loop.
+    fast_decode: bool = True
+    draft_tokens: int = 8
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,12 @@ class FixedShapeForward:
         return s.lm_head(s.ln_f(hidden))[:, : self.vocab_size].float()  # [T, V]
 
     def greedy(self, ids, positions, keys, values, bias, window: int) -> torch.Tensor:
-        return torch.argmax(self.logits(ids, positions, keys, values, window) + bias, dim=-1)  # [T]
+        """[2, T]: the greedy ids (as floats) and their log-probabilities, in one tensor so the
+        host reads both with one sync. The log-probability is over the biased logits, as the
+        engine's ``_next_token`` reports it."""
+        logits = self.logits(ids, positions, keys, values, window) + bias  # [T, V]
+        best, chosen = logits.max(dim=-1)  # [T], [T]
+        return torch.stack([chosen.to(best.dtype), best - torch.logsumexp(logits, dim=-1)])  # [2, T]
 
 
 class GreedyDecoder:
@@ -92,15 +97,16 @@ class GreedyDecoder:
         self.stats_drafted = 0  # draft tokens proposed by the last call
         self.stats_accepted = 0  # of which the model agreed with
 
-    def tokens(self, cache: StaticKV, history: list[int], first: int, ban_stops: bool = False) -> Iterator[int]:
-        """Yield the greedy tokens that follow ``first``; ``first`` itself is not yielded.
+    def tokens(self, cache: StaticKV, history: list[int], first: int, ban_stops: bool = False, extra: Sequence[int] = ()) -> Iterator[tuple[int, float]]:
+        """Yield (id, log-probability) of the greedy tokens that follow ``first`` (not yielded).
 
         ``history``: the ids whose KV ``cache`` holds (``cache.length == len(history)``),
         prompt first; the lookup drafts from it. ``first``: the token the caller picked from
         the prompt's logits. At every yield ``history`` has grown by the ids fed since and
         ends just before the yielded token, with ``cache.length == len(history)``: a caller
         that stops iterating there may store the cache under ``history`` as it is. The
-        generator returns when the context is full.
+        generator returns when the context is full. ``extra``: more likely text for the drafts
+        (e.g. the previous suggestion in this document), searched before ``history``.
         """
         if cache.length != len(history):
             raise ValueError(f"cache holds {cache.length} positions but history has {len(history)} ids")
@@ -110,13 +116,15 @@ class GreedyDecoder:
         token = first
         while len(history) < capacity:
             room = capacity - len(history) - 1  # positions left after ``token``'s
-            drafted = draft(history + [token], min(self.draft_tokens, room)) if self.draft_tokens else []
+            drafted = draft(history + [token], min(self.draft_tokens, room), extra) if self.draft_tokens else []
             fed = [token, *drafted]
-            start = len(history)
+            start, end = len(history), len(history) + len(fed)
+            cache.reserve(end)  # may move the buffers: read them after this
             ids = torch.tensor(fed, device=device)  # [1 + k]
-            positions = torch.arange(start, start + len(fed), device=device)  # [1 + k]
-            window = window_for(start + len(fed), capacity)
-            predicted = self._greedy(ids, positions, cache.keys, cache.values, bias, window).tolist()  # [1 + k]
+            positions = torch.arange(start, end, device=device)  # [1 + k]
+            window = min(window_for(end, capacity), cache.allocated)
+            chosen, logprobs = self._greedy(ids, positions, cache.keys, cache.values, bias, window).tolist()  # [1 + k] each
+            predicted = [int(c) for c in chosen]
             self.stats_forwards += 1
             self.stats_drafted += len(drafted)
             # predicted[i] is the greedy token after fed[i]; draft i+1 stands while it matches.
@@ -127,8 +135,8 @@ class GreedyDecoder:
             history.append(token)
             cache.length = len(history)
             for index in range(agreed):
-                yield drafted[index]
+                yield drafted[index], logprobs[index]
                 history.append(drafted[index])
                 cache.length = len(history)
             token = predicted[agreed]
-            yield token
+            yield token, logprobs[agreed]

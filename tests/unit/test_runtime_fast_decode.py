@@ -40,17 +40,23 @@ def recomputed_greedy(model, ids: list[int], count: int, vocab: int, banned=()) 
     return out
 
 
-def prefill(static: StaticGPTBigCode, ids: list[int], cache, start: int) -> int:
-    """The eager static path's prefill of ``ids`` after ``start`` cached positions; the greedy next id."""
+def prefill_logits(static: StaticGPTBigCode, ids: list[int], cache, start: int) -> torch.Tensor:
+    """The eager static path's prefill of ``ids`` after ``start`` cached positions: the last logits."""
+    assert cache.length == start
     with torch.inference_mode():
-        return int(static.forward(ids, cache, start)[: static.wte.num_embeddings].argmax())
+        return static.forward(torch.tensor(ids), torch.arange(start, start + len(ids)), cache)
+
+
+def prefill(static: StaticGPTBigCode, ids: list[int], cache, start: int) -> int:
+    """The greedy next id after ``prefill_logits``."""
+    return int(prefill_logits(static, ids, cache, start).argmax())
 
 
 def decode(decoder: GreedyDecoder, cache, history: list[int], first: int, count: int, **kwargs) -> list[int]:
     """``first`` and the ``count - 1`` greedy ids after it."""
     out = [first]
     with torch.inference_mode():
-        for token in decoder.tokens(cache, history, first, **kwargs):
+        for token, _ in decoder.tokens(cache, history, first, **kwargs):
             out.append(token)
             if len(out) == count:
                 break
@@ -117,7 +123,7 @@ def inside_draft_stops(decoder: GreedyDecoder, static, prompt: list[int], count:
     out = [prefill(static, prompt, cache, 0)]
     inside = []
     with torch.inference_mode():
-        for token in decoder.tokens(cache, list(prompt), out[0]):
+        for token, _ in decoder.tokens(cache, list(prompt), out[0]):
             out.append(token)
             # Until a forward's last (bonus) token is yielded, what it yields are accepted drafts.
             if len(out) - 1 < decoder.stats_forwards + decoder.stats_accepted:
@@ -155,14 +161,31 @@ def test_banned_stop_ids_are_never_picked(setup):
     model, static, vocab, tokenizer = setup
     prompt = text_ids(tokenizer, "bisect.py", 60)
     cache = static.new_cache()
-    with torch.inference_mode():
-        logits = static.forward(prompt, cache, 0)[:vocab]
+    logits = prefill_logits(static, prompt, cache, 0)[:vocab].clone()
     banned = set(recomputed_greedy(model, prompt, 12, vocab)[:3])  # ids this prompt would pick
     logits[list(banned)] = float("-inf")
     first = int(logits.argmax())
     got = decode(GreedyDecoder(static, vocab, sorted(banned), draft_tokens=3), cache, list(prompt), first, 12, ban_stops=True)
     assert got == [first] + recomputed_greedy(model, prompt + [first], 11, vocab, banned)
     assert not banned & set(got)
+
+
+def test_log_probabilities_are_those_of_the_full_distribution(setup):
+    model, static, vocab, tokenizer = setup
+    prompt = text_ids(tokenizer, "heapq.py", 80)
+    cache = static.new_cache()
+    first = prefill(static, prompt, cache, 0)
+    pairs = []
+    with torch.inference_mode():
+        for pair in GreedyDecoder(static, vocab, [0], draft_tokens=4).tokens(cache, list(prompt), first):
+            pairs.append(pair)
+            if len(pairs) == 8:
+                break
+        ids = prompt + [first] + [token for token, _ in pairs]
+        logits = model(torch.tensor([ids])).logits[0, len(prompt) : len(prompt) + 8, :vocab]  # [8, V]
+        expected = torch.log_softmax(logits.float(), dim=-1).max(dim=-1).values
+    assert [token for token, _ in pairs] == ids[len(prompt) + 1 :]
+    assert torch.allclose(torch.tensor([logprob for _, logprob in pairs]), expected, atol=1e-4)
 
 
 def test_the_generator_ends_when_the_context_is_full(setup):
