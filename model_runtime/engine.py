@@ -37,6 +37,7 @@ from .api import (
     StopReason,
 )
 from .decode import constrain, forward_step, sample
+from .fast_decode import GreedyDecoder
 from .fim import FimTokens, find_fim_tokens
 from .kv_cache import KVSlotStore
 from .loader import _is_out_of_memory, load_model
@@ -155,7 +156,10 @@ class _Run:
 
 
 class Engine:
-    def __init__(self, model, tokenizer, fim: FimTokens, info: ModelInfo, kv_cache_bytes: int, static_path: bool = True):
+    def __init__(
+        self, model, tokenizer, fim: FimTokens, info: ModelInfo, kv_cache_bytes: int, static_path: bool = True,
+        fast_decode: bool = False, draft_tokens: int = 8,
+    ):  # fmt: skip
         self.model = model
         self.device = model.device
         # We cut prompts to the model's context ourselves; silence the tokenizer's length warning.
@@ -168,6 +172,11 @@ class Engine:
         self.table = TokenTable(tokenizer, extra_stop_ids=(fim.prefix_id, fim.middle_id, fim.suffix_id))
         self.prompts = PromptBuilder(self.tokenize, self.table, fim, info)
         self.kv_store = KVSlotStore(kv_cache_bytes)
+        # Greedy decoding's fixed-shape step with prompt-lookup speculation; None: the plain loop.
+        # Quantized layers are left to the plain loop: the step would work, but is not measured.
+        self.fast = None
+        if fast_decode and self.static is not None and info.quantization == "none":
+            self.fast = GreedyDecoder(self.static, self.table.size, sorted(self.table.stop_ids), draft_tokens=max(0, draft_tokens))
         self._stop_tensor = torch.tensor(sorted(self.table.stop_ids), device=self.device)
         self._lock = threading.Lock()  # one decode at a time; guards kv_store
         self._tokenizer_lock = threading.Lock()  # count_tokens may run beside a decode
@@ -309,6 +318,7 @@ class Engine:
         try:
             with torch.inference_mode():
                 # Inside the try: a new full-context KV buffer or a copied slot can run out of memory too.
+                previous = self.kv_store.token_ids(request.cache_key) if self.fast is not None else []
                 cache, run.reused_tokens = self.kv_store.take(request.cache_key, prompt.token_ids)
                 if cache is None:
                     cache = self.static.new_cache() if self.static else DynamicCache()
@@ -325,6 +335,11 @@ class Engine:
                         run.reason = StopReason.EOS
                         break
                     run.push(token_id, logprob)
+                    if run.reason is None and self.fast is not None and request.temperature <= 0 and run.healing.done:
+                        # What this document's cache held beyond the reused part (mostly the
+                        # previous suggestion) is the likeliest draft while the user types it.
+                        self._decode_fast(run, cache, token_id, previous[run.reused_tokens :])
+                        break
                     if run.reason is None:
                         logits = self.decode_one_token(cache, token, position)
                         run.fed += 1
@@ -338,6 +353,23 @@ class Engine:
             if cache is not None and cache.get_seq_length() == run.fed:
                 self.kv_store.put(request.cache_key, run.cached_ids(), cache)
         return run.result(_now_ms() - t1)
+
+    def _decode_fast(self, run: _Run, cache, first: int, extra: Sequence[int]) -> None:
+        """Greedy decoding after ``first`` (pushed, not yet fed) through the fixed-shape step.
+
+        The decoder keeps ``history`` equal to what the cache holds at every token it yields, so
+        stopping anywhere (stop rules, cancellation, deadline) leaves a cache that can be stored."""
+        history = run.cached_ids()
+        for token_id, logprob in self.fast.tokens(cache, history, first, ban_stops=run.request.ignore_eos, extra=extra):
+            run.fed = len(history)
+            if token_id in self.table.stop_ids:
+                run.reason = StopReason.EOS
+                return
+            run.push(token_id, logprob)
+            if run.reason is not None:
+                return
+        run.fed = len(history)
+        run.reason = run.reason or StopReason.CONTEXT_FULL
 
     def warm_up(self) -> None:
         """One tiny completion, so the first real request does not pay for lazy initialisation."""
@@ -383,7 +415,10 @@ def load_engine(options: LoadOptions = LoadOptions(), progress: ProgressCallback
         fim_tokens=fim.names,
         parameters=model.num_parameters(),
     )
-    engine = Engine(model, tokenizer, fim, info, options.kv_cache_bytes, static_path=options.static_decode)
+    engine = Engine(
+        model, tokenizer, fim, info, options.kv_cache_bytes, static_path=options.static_decode,
+        fast_decode=options.fast_decode, draft_tokens=options.draft_tokens,
+    )  # fmt: skip
     if progress:
         progress("warming up", 0.9)
     engine.warm_up()

@@ -73,6 +73,11 @@ class KVSlotStore:
     def keys(self) -> list[str]:
         return list(self._slots)
 
+    def token_ids(self, key: str | None) -> list[int]:
+        """The ids held under ``key`` (empty if none); the slot is left as it is."""
+        slot = self._slots.get(key) if key is not None else None
+        return list(slot.token_ids) if slot is not None else []
+
     def take(self, key: str | None, token_ids: Sequence[int]) -> tuple[DynamicCache | StaticKV | None, int]:
         """Return (cache, reused): a cache holding exactly ``token_ids[:reused]``, or (None, 0).
 
