@@ -153,7 +153,7 @@ def _serve_tcp(settings: Settings, forward: logging.Handler, host: str, port: in
         server = protocol._server
         for task in list(server._tasks):  # a model load the session started: not for the next one
             task.cancel()
-        server.completer.lanes.cancel_all()
+        server.completer.lanes.supersede_all()
         server.host.close()  # a load thread still running is discarded when it ends
 
     async def stop_on_signals() -> asyncio.Event:

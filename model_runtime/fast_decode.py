@@ -16,7 +16,7 @@ yields and simply stops iterating; the cache then holds exactly the ids in ``his
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
