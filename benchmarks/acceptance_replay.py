@@ -308,6 +308,7 @@ class Tally:
     rejected_multiline: int = 0
     rejected_right_start: int = 0  # rejected, but the first non-blank character was right
     accepted_chars: list[int] = field(default_factory=list)
+    distinct_by_situation: Counter = field(default_factory=Counter)
     shown_ids: set[str] = field(default_factory=set)  # distinct suggestions: typing through one keeps its id
     accepted_ids: set[str] = field(default_factory=set)
     indent_cases: int = 0
@@ -341,7 +342,8 @@ def summarize(t: Tally) -> dict[str, Any]:
             "latencyMs": {"p50": round(percentile(t.latency_ms, 0.5), 1), "p95": round(percentile(t.latency_ms, 0.95), 1)},
             "loopsShown": t.loops,
             "bySituation": {
-                name: {"requests": t.requests_by_situation[name], "shown": t.shown_by_situation[name], "accepted": t.accepted_by_situation[name]}
+                name: {"requests": t.requests_by_situation[name], "shown": t.shown_by_situation[name],
+                       "distinct": t.distinct_by_situation[name], "accepted": t.accepted_by_situation[name]}
                 for name in SITUATIONS
             },
             "rejected": {
@@ -541,7 +543,10 @@ def _type_region(
         if text.strip():
             t.shown += 1
             t.shown_by_situation[situation] += 1
-            t.shown_ids.add(str(arguments[0] if arguments else ""))
+            suggestion_id = str(arguments[0] if arguments else "")
+            if suggestion_id not in t.shown_ids:
+                t.distinct_by_situation[situation] += 1  # where it was first offered
+            t.shown_ids.add(suggestion_id)
             loop = has_repetition_loop(text)
             t.loops += loop
             taken = ahead.startswith(text)
@@ -556,7 +561,8 @@ def _type_region(
                 t.rejected_right_start += text.lstrip()[:1] == ahead.lstrip()[:1]
             if details is not None:
                 row = {"side": server.side.name, "kind": "typing", "file": path, "line": line, "situation": situation, "before": line_before,
-                       "suggestion": text, "ahead": ahead[:200], "accepted": taken, "loop": loop, "latencyMs": round(latency_ms, 1)}  # fmt: skip
+                       "suggestion": text, "ahead": ahead[:200], "accepted": taken, "loop": loop, "latencyMs": round(latency_ms, 1),
+                       "id": arguments[0] if arguments else None}  # fmt: skip
                 details.write(json.dumps(row) + "\n")
         else:
             taken = False
@@ -664,9 +670,9 @@ def format_table(names: Sequence[str], figures: dict[str, dict[str, Any]]) -> st
         row("case latency p50 / p95 ms", lambda f: f"{f['caseLatencyMs']['p50']} / {f['caseLatencyMs']['p95']}"),
         row("files whose text went out of sync (must be 0)", lambda f: f["desyncedFiles"]),
     ]
-    out += ["", "typing replay by cursor situation: requests / shown / accepted"]
+    out += ["", "typing replay by cursor situation: requests / shown / distinct (where first shown) / accepted"]
     for situation in SITUATIONS:
-        out.append(row(f"  {situation}", lambda f, s=situation: "{requests} / {shown} / {accepted}".format(**ty(f)["bySituation"][s])))
+        out.append(row(f"  {situation}", lambda f, s=situation: "{requests}/{shown}/{distinct}/{accepted}".format(**ty(f)["bySituation"][s])))
     out += [
         "shown but rejected",
         row("  count", lambda f: ty(f)["rejected"]["count"]),
