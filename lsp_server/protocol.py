@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from concurrent.futures import Future
 from typing import Any
 
@@ -38,6 +39,9 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.protocol import JsonRPCNotification, JsonRPCRequestMessage, JsonRPCResponseMessage, LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
+
+if sys.version_info < (3, 11):  # a builtin from 3.11; cattrs depends on the backport before that
+    from exceptiongroup import BaseExceptionGroup
 
 log = logging.getLogger(__name__)
 
