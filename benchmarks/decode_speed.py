@@ -86,15 +86,15 @@ def measure(engine, device: str, repeats: int) -> dict[str, float]:
     figures = {}
     tokens = list(range(10, 10 + 1792))
     for length in (256, 1024, 1792):
-        runs = [time_ms(device, lambda: engine._forward(tokens[:length], engine_new_cache(engine), 0)) for _ in range(repeats)]
+        runs = [time_ms(device, lambda: engine.prefill(engine_new_cache(engine), tokens[:length], 0)) for _ in range(repeats)]
         figures[f"prefill {length}"] = statistics.median(runs)
     cache = engine_new_cache(engine)
-    engine._forward(tokens[:1024], cache, 0)
+    engine.prefill(cache, tokens[:1024], 0)
     steps = 64
-    runs = [time_ms(device, lambda: [engine._forward([7], cache, 1024 + i) for i in range(steps)]) / steps]
+    runs = [time_ms(device, lambda: [engine.prefill(cache, [7], 1024 + i) for i in range(steps)]) / steps]
     for _ in range(repeats - 1):
         cache.crop(-steps)
-        runs.append(time_ms(device, lambda: [engine._forward([7], cache, 1024 + i) for i in range(steps)]) / steps)
+        runs.append(time_ms(device, lambda: [engine.prefill(cache, [7], 1024 + i) for i in range(steps)]) / steps)
     figures["decode ms/token"] = statistics.median(runs)
     prefix = "def f(x):\n    return x\n" * 60
     engine.complete(CompletionRequest(prefix=prefix, max_new_tokens=1, cache_key="doc"))
@@ -143,4 +143,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import torch
+
+    with torch.inference_mode():  # the engine's step functions leave the autograd context to the caller
+        main()

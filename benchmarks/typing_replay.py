@@ -109,7 +109,7 @@ def run_generate(engine, prompts, max_new_tokens: int, order: str) -> tuple[list
     eos = sorted(engine.table.stop_ids)
     latencies, prefilled, texts = [], [], []
     for prefix, suffix in prompts:
-        ids = engine._prepare(CompletionRequest(prefix=prefix, suffix=suffix, max_new_tokens=max_new_tokens, token_healing=False), order).token_ids
+        ids = engine.prompts.build(CompletionRequest(prefix=prefix, suffix=suffix, max_new_tokens=max_new_tokens, token_healing=False), order).token_ids
         t0 = time.perf_counter()
         with torch.inference_mode():
             out = model.generate(
