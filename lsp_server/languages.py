@@ -102,11 +102,8 @@ def step(state: LineState, text: str, index: int, language: Language) -> int:
         state.quote = char
     elif char in OPENERS:
         state.stack.append(char)
-    elif char in CLOSERS:
-        if state.stack:
-            state.stack.pop()
-        else:
-            state.stack = []
+    elif char in CLOSERS and state.stack:
+        state.stack.pop()  # an unmatched closer leaves the (empty) stack as it is
     return index + 1
 
 
