@@ -130,9 +130,16 @@ class Decoding:
         self.healing.advance(token)
         self.ids.append(token)
         self.logprobs.append(logprob)
+        shown = len(self.text)
         text = self._stream.push(token)
         if healing and not text:
             self.healing_tokens += 1
+        floor = self._request.min_token_logprob
+        if floor is not None and logprob < floor and len(text) > shown:
+            # As in-process: the suggestion ends before the first unlikely token.
+            self.text, self.reason = text[:shown], StopReason.LOW_CONFIDENCE
+            self.text_ends.append(shown)
+            return
         self._after_token(text)
 
     def push_text(self, piece: str) -> None:

@@ -65,8 +65,12 @@ class Exchange:
         text = payload if isinstance(payload, str) else json.dumps(payload)
         return self.write(f"data: {text}\n\n".encode())
 
-    def tokens(self, ids: list[int], delay_s: float = 0.0, finish: str | None = "stop", cached_tokens: int | None = None, done: bool = True) -> bool:
-        """Stream ``ids`` one per event as vLLM does with ``return_tokens_as_token_ids``."""
+    def tokens(
+        self, ids: list[int], delay_s: float = 0.0, finish: str | None = "stop", cached_tokens: int | None = None, done: bool = True,
+        logprobs: list[float] | None = None,
+    ) -> bool:  # fmt: skip
+        """Stream ``ids`` one per event as vLLM does with ``return_tokens_as_token_ids``
+        (with ``logprobs``, each event carries its token's log-probability too)."""
         prompt = self.request.body.get("prompt", []) if isinstance(self.request.body, dict) else []
         usage: dict[str, Any] = {"prompt_tokens": len(prompt), "completion_tokens": 0, "total_tokens": len(prompt)}
         if cached_tokens is not None:
@@ -76,7 +80,10 @@ class Exchange:
                 time.sleep(delay_s)
             last = index == len(ids) - 1
             usage = dict(usage, completion_tokens=index + 1)
-            choice = {"index": 0, "text": "?", "logprobs": {"tokens": [f"token_id:{token}"]}, "finish_reason": finish if last else None}
+            scores: dict[str, Any] = {"tokens": [f"token_id:{token}"]}
+            if logprobs is not None:
+                scores["token_logprobs"] = [logprobs[index]]
+            choice = {"index": 0, "text": "?", "logprobs": scores, "finish_reason": finish if last else None}
             if not self.event({"id": "cmpl-1", "object": "text_completion", "choices": [choice], "usage": usage}):
                 return False
         if done:

@@ -95,6 +95,21 @@ def test_a_stop_rule_cuts_the_stream_and_the_server_sees_the_client_leave(tokeni
         assert result.stats.generated_tokens < len(answer)
 
 
+def test_a_token_below_the_confidence_floor_ends_the_suggestion_before_it(tokenizer, make_engine):
+    """min_token_logprob acts on the server's per-token log-probabilities as it does in-process."""
+    answer = ids_of(tokenizer, "return a + b")
+    scores = [-0.1] * len(answer)
+    scores[2] = -3.0  # the third token is unlikely
+    with FakeOpenAIServer(lambda x: x.start_stream() or x.tokens(answer, logprobs=scores)) as server:
+        engine = make_engine(server.url)
+        kept = tokenizer.decode(answer[:2])
+        cut = engine.complete(CompletionRequest(prefix=REQUEST.prefix, suffix="\n", max_new_tokens=16, token_healing=False, min_token_logprob=-1.0))
+        assert (cut.text, cut.stop_reason) == (kept, StopReason.LOW_CONFIDENCE)
+        assert cut.confidence(len(cut.text)) is not None
+        free = engine.complete(CompletionRequest(prefix=REQUEST.prefix, suffix="\n", max_new_tokens=16, token_healing=False, min_token_logprob=-5.0))
+        assert (free.text, free.stop_reason) == ("return a + b", StopReason.EOS)
+
+
 def test_cancel_mid_stream_returns_at_once_and_closes_the_connection(tokenizer, make_engine):
     cancel, gone = threading.Event(), threading.Event()
 
