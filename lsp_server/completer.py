@@ -182,7 +182,7 @@ class Completer:
             self.stats.count("cancelled")
             return replace(empty, reason="cancelled", result=result)
         self.stats.record_latency((time.perf_counter() - started) * 1000, result.stats.prefill_ms + result.stats.decode_ms)
-        finished = rules.finish(result.text)
+        finished = rules.finish(result.text, truncated=result.stop_reason not in (StopReason.EOS, StopReason.CALLBACK))
         confidence = _confidence(result, finished)
         gated = bool(finished) and confidence is not None and confidence < settings.min_confidence
         completion = "" if gated else finished.replace("\n", plan.shape.eol)

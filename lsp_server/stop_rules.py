@@ -21,6 +21,9 @@ Rules, in the order they apply:
 - stop at a loop inside a line (the same run of characters three times in a row, or twice
   for a run of 16 or more), keeping its first occurrence;
 - drop the tail that duplicates the rest of the cursor line (closing brackets already there);
+- a single-line suggestion that decoding cut short (unlikely next token, token cap, deadline)
+  with text after the cursor ends where everything it opened is closed again: a partial
+  ``g(x, `` before the rest of the line would leave it unbalanced, ``g`` does not;
 - drop results that are empty or only whitespace.
 """
 
@@ -108,6 +111,22 @@ class _Fit:
             index = step(state, text, index, language)
         return None
 
+    def settled_end(self, text: str, language: Language) -> int:
+        """The length of the longest prefix of ``text`` that closes every bracket and string it
+        opens and ends outside a comment: a cut there leaves the rest of the line as it was."""
+        state, index, depth, best = self.start.copy(), 0, 0, 0
+        while index < len(text):
+            char = text[index]
+            if not state.quote and not state.comment:
+                if char in _OPENERS:
+                    depth += 1
+                elif char in CLOSERS and depth > 0:
+                    depth -= 1
+            index = step(state, text, index, language)
+            if depth == 0 and state.quote == self.start.quote and not state.comment:
+                best = index
+        return best
+
     def over_closes(self, shape: CursorShape, text: str, language: Language) -> bool:
         return unmatched_closers(shape.line_before + text + shape.line_after, language) > self.closers_without
 
@@ -169,8 +188,11 @@ class StopRules:
         """Stop callback: ``None`` to go on, or the index to cut the text at."""
         return self._cut(text, final=False)
 
-    def finish(self, text: str) -> str:
-        """The text to show: all rules applied as if decoding had ended here; may be ``""``."""
+    def finish(self, text: str, truncated: bool = False) -> str:
+        """The text to show: all rules applied as if decoding had ended here; may be ``""``.
+
+        ``truncated``: decoding stopped before the text ended by itself (an unlikely next
+        token, the token cap, a deadline), so it may stop inside something it opened."""
         cut = self._cut(text, final=True)
         if cut is not None:
             text = text[:cut]
@@ -179,6 +201,8 @@ class StopRules:
             overlap = overlap_with_rest_of_line(text, self.shape.line_after)
             text = text[: len(text) - overlap] if overlap else text
             if self._fit is not None:
+                if truncated:
+                    text = text[: self._fit.settled_end(text, self.language)]
                 if self.shape.line_after[:1].isspace():
                     text = text.rstrip()  # the rest of the line brings its own space
                 if self._fit.over_closes(self.shape, text, self.language):

@@ -73,6 +73,21 @@ def test_balanced_brackets_that_the_line_needs_are_kept():
     assert overlap_with_rest_of_line("g(y)", ")") == 0
 
 
+def test_a_suggestion_cut_short_ends_where_what_it_opened_is_closed():
+    r = rules("x = f(|)\n")
+    assert r.finish("g(y, ", truncated=True) == "g"
+    assert r.finish("g(y, ") == "g(y, "  # ended by itself (a stop rule): kept as decoded
+    assert r.finish("g(y), h[1", truncated=True) == "g(y), h"
+    assert r.finish('g("a, b', truncated=True) == "g"  # an open string counts too
+    assert r.finish("g(y)", truncated=True) == "g(y)"
+    assert r.finish("a, b", truncated=True) == "a, b"  # nothing opened
+    inside = rules('x = f("ab|")\n')  # the cursor is in a string: its quote is the line's
+    assert inside.finish("cd(e", truncated=True) == "cd(e"  # a bracket in a string is text
+    assert inside.finish('cd" + g(e', truncated=True) == "cd"  # its own quote ended the string
+    end_of_line = rules("x = f(|\n")  # no text after the cursor: a partial call is fine there
+    assert end_of_line.finish("g(y, ", truncated=True) == "g(y,"
+
+
 def test_empty_and_whitespace_only_results_are_dropped():
     assert rules("x = |\n").finish("") == ""
     assert rules("def f():\n    |\n").finish("   \n  \n") == ""
