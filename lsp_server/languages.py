@@ -43,11 +43,8 @@ _NEUTRAL = Language()
 LANGUAGES: dict[str, Language] = {
     "python": _PYTHON,
     **dict.fromkeys(("javascript", "javascriptreact", "typescript", "typescriptreact", "go"), _JS_LIKE),  # Go: raw strings in backquotes
-    **dict.fromkeys(
-        ("java", "c", "cpp", "cuda-cpp", "objective-c", "objective-cpp", "csharp", "rust", "kotlin", "swift", "scala", "dart",
-         "groovy", "zig", "solidity", "proto"),
-        _C_LIKE,
-    ),  # fmt: skip
+    **dict.fromkeys(("java", "c", "cpp", "cuda-cpp", "objective-c", "objective-cpp", "csharp", "rust", "kotlin"), _C_LIKE),
+    **dict.fromkeys(("swift", "scala", "dart", "groovy", "zig", "solidity", "proto"), _C_LIKE),
     "php": Language(line_comments=("//", "#"), quotes="'\"", braces=True, comment_prefix="//"),
     "verilog": _commented("//"),  # begin/end blocks
     **dict.fromkeys(("shellscript", "ruby", "julia", "elixir", "makefile", "dockerfile", "yaml", "toml", "coffeescript", "nim", "crystal"), _HASH),
