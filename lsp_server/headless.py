@@ -21,7 +21,6 @@ import codecs
 import logging
 import re
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
 
@@ -29,6 +28,7 @@ from .context_feed import ContextFeed
 from .context_store import ContextStore
 from .documents import Document, index_to_column
 from .languages import language_family, language_id_for_path
+from .workspace_files import path_of_uri
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +128,6 @@ def workspace_folder(file: Path, workspace: Path | None) -> Path:
     return workspace.resolve()
 
 
-def file_path(document: Document) -> Path:
-    return Path(unquote(urlparse(document.uri).path))
-
-
 async def feed_context(store: ContextStore, document: Document, others: list[Document], workspace: Path) -> None:
     """Fill ``store`` as the server's feed would: ``others`` open, then ``document`` opened in
     ``workspace`` (its imports read, inside it only). Waits for the import reads."""
@@ -144,7 +140,8 @@ async def feed_context(store: ContextStore, document: Document, others: list[Doc
         if language_family(other.language_id) != family:
             log.warning("--context-file %s is not used: its language (%s) is not FILE's (%s)", other.uri, other.language_id or "unknown", document.language_id)
         store.opened(other.uri, other.language_id, other.text)
-    if not file_path(document).parent.is_relative_to(workspace):
-        log.warning("%s is not inside --workspace %s: the files it imports are not read", file_path(document), workspace)
+    path = path_of_uri(document.uri)
+    if path is not None and not path.parent.is_relative_to(workspace):
+        log.warning("%s is not inside --workspace %s: the files it imports are not read", path, workspace)
     feed.opened(types.TextDocumentItem(uri=document.uri, language_id=document.language_id, version=document.version, text=document.text))
     await feed.settle()
