@@ -175,7 +175,7 @@ class Harness:
         return uri
 
     def request(self, uri: str, text: str, offset: int, settings: Settings) -> tuple[CompletionRequest, str]:
-        plan = self.completer._plan(self.engine, text, offset, "\n", settings, None, uri)
+        plan = self.completer._plan(self.engine, text, offset, "\n", settings, model_key=None, language_id="python", uri=uri)
         request = CompletionRequest(
             prefix=plan.windows.prefix, suffix=plan.windows.suffix, extra_context=plan.extra_context,
             max_new_tokens=MAX_NEW_TOKENS, fim_order=settings.fim_order, cache_key=uri,  # type: ignore[arg-type]
@@ -220,6 +220,8 @@ def score(harness: Harness, examples: Sequence[Example], budget: int, settings: 
         if block:
             block_tokens.append(harness.engine.count_tokens(block))
     n = max(1, len(examples))
+    if budget > 0 and examples and not with_block:  # the planning lost the store: say so rather than report "no gain"
+        print(f"warning: extraContextTokens {budget} gave no example any extra context", file=sys.stderr)
     return {
         "budget_tokens": budget, "examples": len(examples), "exact_match": exact / n, "chars_saved": saved / max(1, total_chars),
         "with_block": with_block / n, "block_defines_name": defined / n,

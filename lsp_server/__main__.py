@@ -1,7 +1,7 @@
 """Entry point of ``santacoder-lsp``.
 
     santacoder-lsp [--stdio | --tcp --host 127.0.0.1 --port 2087] [--model M --device D ...]
-    santacoder-lsp complete FILE --line L --character C [--json] [--model M ...]
+    santacoder-lsp complete FILE --line L --character C [--json] [--context-file PATH ...] [--workspace DIR] [--model M ...]
 
 The server speaks LSP on stdin/stdout (the default; ``--stdio`` is accepted because VS Code's
 client may add it) or on TCP, on loopback unless ``--host`` says otherwise. Over stdio it
@@ -46,6 +46,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-new-tokens-single-line", type=int)
     group.add_argument("--debounce-ms", type=int)
     group.add_argument("--prefix-ratio", type=float)
+    group.add_argument("--extra-context-tokens", type=int, help="tokens of other files' chunks before the prompt; 0: none (default 256)")
     group.add_argument("--trust-remote-code", action="store_true", default=None)
     group.add_argument("--backend", choices=BACKENDS, help="openai: the model runs on an OpenAI-compatible server (vLLM) at --server-url")
     group.add_argument("--server-url", help="backend openai: the model server, e.g. http://127.0.0.1:8000")
@@ -61,6 +62,7 @@ def _settings_from_args(parser: argparse.ArgumentParser, args: argparse.Namespac
         "fim_order": "fimOrder", "max_new_tokens": "maxNewTokens", "max_new_tokens_single_line": "maxNewTokensSingleLine",
         "debounce_ms": "debounceMs", "prefix_ratio": "prefixRatio", "trust_remote_code": "trustRemoteCode",
         "backend": "backend", "server_url": "serverUrl", "server_model": "serverModel", "api_key_env": "apiKeyEnv",
+        "extra_context_tokens": "extraContextTokens",
     }  # fmt: skip
     raw = {key: getattr(args, name) for name, key in names.items() if getattr(args, name) is not None}
     settings, problems = parse_settings(raw)
@@ -199,22 +201,26 @@ def run_complete(argv: Sequence[str]) -> int:
     parser.add_argument("--line", type=int, required=True, help="0-based line")
     parser.add_argument("--character", type=int, required=True, help="0-based column in UTF-16 code units, as in LSP")
     parser.add_argument("--json", action="store_true", help="print a JSON object with the text and stats")
+    from .headless import InputError, add_context_options, check_position, read_context_files, read_source, workspace_folder
+
+    add_context_options(parser)
     _add_model_options(parser)
     args = parser.parse_args(argv)
     settings = replace(_settings_from_args(parser, args), debounce_ms=0)
     _configure_logging("WARNING" if args.log_level == "INFO" else args.log_level, args.log_file)
     from .documents import Document
-    from .headless import InputError, check_position, read_source
+    from .languages import language_id_for_path
 
     try:  # a bad file or position: one line, no usage text (the command line itself was fine)
         text, encoding = read_source(args.file)
-        document = Document(args.file.resolve().as_uri(), text)
+        document = Document(args.file.resolve().as_uri(), text, language_id=language_id_for_path(args.file.name))
         offset = check_position(document, args.file, args.line, args.character)
+        context = (read_context_files(args.context_file, document), workspace_folder(args.file, args.workspace))
     except InputError as error:
         print(f"santacoder-lsp: {error}", file=sys.stderr)
         return 1
     try:
-        out = asyncio.run(_complete_once(document, offset, settings))
+        out = asyncio.run(_complete_once(document, offset, settings, context))
     except _LoadFailed as error:
         print(f"santacoder-lsp: {error}", file=sys.stderr)
         return 1
@@ -231,20 +237,21 @@ class _LoadFailed(Exception):
     pass
 
 
-async def _complete_once(document, offset: int, settings: Settings) -> dict[str, Any]:
+async def _complete_once(document, offset: int, settings: Settings, context) -> dict[str, Any]:
+    """``context``: (the ``--context-file`` documents, the workspace folder), see ``headless``."""
     from .completer import Completer
     from .engine_host import EngineHost
-    from .languages import language_id_for_path
+    from .headless import feed_context
     from .stats import ServerStats
 
     host = EngineHost()
     error = await host.load(settings.load_options())
     if error:
         raise _LoadFailed(error)
-    suggestion = await Completer(host, ServerStats()).suggest(
-        document.uri, document.text, offset, settings, eol=document.eol,
-        language_id=document.language_id or language_id_for_path(document.uri),
-    )  # fmt: skip
+    completer = Completer(host, ServerStats())
+    if settings.extra_context_tokens > 0:
+        await feed_context(completer.context, document, *context)
+    suggestion = await completer.suggest(document.uri, document.text, offset, settings, eol=document.eol, language_id=document.language_id)
     model = host.describe()
     host.close()
     result = suggestion.result
@@ -257,6 +264,7 @@ async def _complete_once(document, offset: int, settings: Settings) -> dict[str,
         "prefixTokens": suggestion.windows.prefix_tokens if suggestion.windows else 0,
         "suffixTokens": suggestion.windows.suffix_tokens if suggestion.windows else 0,
         "stats": asdict(result.stats) if result else None,
+        "context": completer.context.usage(),
         "model": model,
     }
 

@@ -15,11 +15,13 @@ from typing import Any, Callable
 from lsprotocol import types
 
 from .context_store import ContextBlock, ContextStore
-from .workspace_files import path_of_uri, python_imports, read_imported_files, workspace_roots
+from .languages import language_id_for_path
+from .workspace_files import has_imports, path_of_uri, read_imported_files, workspace_roots
 
 log = logging.getLogger(__name__)
 
 IMPORT_RESCAN_DELAY_S = 1.0  # an edit that touches an import line rescans imports after this pause
+_IMPORT_WORDS = ("import", "require", "include")  # an edit with one of these may change the imports
 MAX_CONTEXT_SHARE = 4  # extra context takes at most 1/4 of the prompt budget
 
 
@@ -67,7 +69,7 @@ class ContextFeed:
         for change in params.content_changes:
             if isinstance(change, types.TextDocumentContentChangePartial):
                 line = change.range.start.line
-            touches_import = touches_import or "import" in change.text
+            touches_import = touches_import or any(word in change.text for word in _IMPORT_WORDS)
         self.store.changed(uri, line)
         if touches_import:
             self._schedule_rescan(uri)
@@ -97,23 +99,23 @@ class ContextFeed:
 
     def _scan_imports(self, uri: str, language_id: str, text: str) -> None:
         path = path_of_uri(uri)
-        if language_id != "python" or not self.roots or path is None or not python_imports(text):
+        if not self.roots or path is None or not has_imports(text, language_id):
             return
         try:
-            task = asyncio.ensure_future(self._add_imports(path, text))
+            task = asyncio.ensure_future(self._add_imports(path, text, language_id))
         except RuntimeError:  # no event loop (unit tests of the handlers)
             return
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _add_imports(self, path: Path, text: str) -> None:
+    async def _add_imports(self, path: Path, text: str, language_id: str) -> None:
         try:
-            files = await asyncio.to_thread(read_imported_files, path, text, self.roots)
+            files = await asyncio.to_thread(read_imported_files, path, text, self.roots, language_id=language_id)
         except Exception:  # noqa: BLE001 - context is a nicety: never let it fail a request
             log.exception("reading the files %s imports failed", path)
             return
-        for file_path, content in files:
-            if self.store.add_file(file_path.as_uri(), "python", content):
+        for file_path, content in files:  # a header of a C++ file is "c", a .js file of a .ts one "javascript"
+            if self.store.add_file(file_path.as_uri(), language_id_for_path(file_path.name) or language_id, content):
                 log.debug("context: added %s (imported by %s)", file_path, path.name)
 
     async def settle(self) -> None:

@@ -1,24 +1,23 @@
 """Chunks of other files, and the one context block chosen from them for a request.
 
-What is held: line-aligned chunks (6 to 24 lines) of open documents, of documents closed
-recently and of workspace files the current one imports (``workspace_files``). A chunk boundary
-falls on a top-level line (no indentation), so an edit moves no boundary but its own chunk's and
-unchanged chunks keep their identity: a chunk's key is its document and a hash of its text.
-Bounded in chunks (LRU), in bytes and in chunks per document; a chunk whose lines mostly
-(Jaccard) repeat a held chunk is not added twice.
+What is held: the chunks (``context_chunks``) of open documents, of documents closed recently
+and of workspace files the current one imports (``workspace_files``), keyed by document and
+text. Bounded in chunks (LRU), in bytes and in chunks per document; a chunk whose lines mostly
+(Jaccard) repeat a held chunk is not added twice. Documents of a language without a known line
+comment (``languages``) are not chunked: a chunk could not carry its path header.
 
-What a request gets (``choose``): chunks of the same language from *other* documents, ranked by
-the identifiers they share with the cursor's window (weighted by rarity, three times for a name the
-chunk defines), minus chunks whose
-lines the window already shows, greedily fit into the token budget, then rendered in a stable
-order (path, then line) as ``{comment} {path}\\n{chunk lines}`` each. The choice is remembered
-per document and made again only when its signature (the store's content for that language, the
-window's start, the budget, and which of the window's identifiers occur in held chunks, so that
-typing a local name or half a name changes nothing) changes, and even then the previous set is
-kept unless the new one scores clearly better (``HYSTERESIS``): the block is the first text of the
-prompt, so while it stays byte-identical its KV, and that of the windows after it, is reused.
+What a request gets (``choose``): chunks of the same language family from *other* documents,
+ranked by the identifiers they share with the cursor's window (weighted by rarity, three times
+for a name the chunk defines), minus chunks whose lines the window already shows, greedily fit
+into the token budget, then rendered in a stable order (path, then line) as
+``{comment} {path}\\n{chunk lines}`` each. The choice is remembered per document and made again
+only when its signature (the store's content for that family, the window's start, the budget,
+and which of the window's identifiers occur in held chunks, so that typing a local name or half
+a name changes nothing) changes, and even then the previous set is kept unless the new one
+scores clearly better (``HYSTERESIS``): the block is the first text of the prompt, so while it
+stays byte-identical its KV, and that of the windows after it, is reused.
 Typing in a document never changes its own block: its own chunks are not candidates, and its
-edits are re-chunked only when another document asks (``_refresh``).
+edits are re-chunked only when another document asks (at the start of ``choose``).
 
 Everything runs on the event loop and is cheap: identifier sets and line hashes are computed
 once per chunk, a request that changes nothing costs one signature comparison. Token counts of
@@ -27,34 +26,14 @@ chunks are memoized per chunk.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Iterable
-from urllib.parse import unquote, urlparse
+from typing import Callable, Hashable
 
-# Line-comment syntax by LSP languageId. A language without one gets no extra context: its
-# chunks could not carry their path header.
-LINE_COMMENTS: dict[str, str] = {
-    **dict.fromkeys(("python", "ruby", "shellscript", "perl", "r", "julia", "elixir", "powershell", "makefile", "dockerfile", "yaml", "toml", "coffeescript", "nim", "crystal"), "#"),
-    **dict.fromkeys(("c", "cpp", "cuda-cpp", "objective-c", "objective-cpp", "csharp", "java", "javascript", "javascriptreact", "typescript", "typescriptreact", "go", "rust", "swift", "kotlin", "scala", "php", "dart", "groovy", "zig", "solidity", "verilog", "proto"), "//"),
-    **dict.fromkeys(("lua", "sql", "haskell", "elm", "ada"), "--"),
-    **dict.fromkeys(("clojure", "lisp", "scheme", "racket"), ";"),
-    **dict.fromkeys(("latex", "tex", "erlang", "matlab", "prolog"), "%"),
-    "vim": '"',
-    "fortran": "!",
-    "bat": "REM",
-}
-# Languages whose files may feed each other (a .ts file imports .js ones); others match exactly.
-_LANGUAGE_FAMILIES = {
-    "javascriptreact": "javascript", "typescript": "javascript", "typescriptreact": "javascript",
-    "cpp": "c", "cuda-cpp": "c", "objective-c": "c", "objective-cpp": "c",
-}  # fmt: skip
+from .context_chunks import MAX_CHUNK_LINES, Chunk, chunk_key, definitions, display_path, identifiers, line_hashes, split_chunks
+from .languages import language_family, language_of
 
-MIN_CHUNK_LINES = 6
-MAX_CHUNK_LINES = 24
 MIN_HEAD_LINES = 3  # a chunk cut to fit keeps at least its first lines (a signature, a docstring)
 MIN_HEAD_TOKENS = 16  # less room than this left: the block is full
 MAX_RANKED_CHUNKS = 24  # chunks tried for the budget, best first (each costs a token count)
@@ -62,108 +41,8 @@ COMMON_LINE_CHUNKS = 16  # a line held in more chunks than this is boilerplate
 DUPLICATE_JACCARD = 0.7  # a chunk sharing this share of its lines with a held one is a duplicate
 SHOWN_FRACTION = 0.5  # a chunk with this share of its lines in the window adds nothing
 HYSTERESIS = 1.3  # a new set must score this many times the kept set's score to replace it
-MAX_DOCUMENT_BYTES = 1 << 20  # larger documents are not chunked (generated files, logs)
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
-# Names a chunk defines (Python, C-family and JavaScript-style declarations, top-level assignments).
-_DEFINITION = re.compile(
-    r"^[ \t]*(?:export[ \t]+)?(?:pub[ \t]+)?(?:async[ \t]+)?(?:def|class|function|func|fn|struct|enum|interface|type|trait|const|let|var)"
-    r"[ \t]+\*?([A-Za-z_][A-Za-z0-9_]*)|^([A-Za-z_][A-Za-z0-9_]*)[ \t]*(?::[^=\n]*)?=[^=]",
-    re.MULTILINE,
-)
 DEFINITION_WEIGHT = 3.0  # a chunk that defines a name the window uses beats one that uses it too
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
-# Words every file shares: they say nothing about relevance.
-_COMMON_WORDS = frozenset(
-    "and def del elif else except false finally for from global import lambda none nonlocal not pass raise return "
-    "self true try while with yield class async await cls print len str int float bool dict list set tuple "
-    "const let var function new this null undefined void static public private protected struct enum "
-    "include define ifdef endif typedef unsigned char long short double auto break case continue default "
-    "goto sizeof switch extern inline package func type interface map chan range impl pub mut use mod fn "
-    "then end local nil args kwargs value result data".split()
-)
-
-
-def comment_prefix(language_id: str) -> str | None:
-    return LINE_COMMENTS.get(language_id)
-
-
-def language_family(language_id: str) -> str:
-    return _LANGUAGE_FAMILIES.get(language_id, language_id)
-
-
-def identifiers(text: str) -> frozenset[str]:
-    """Identifiers of at least three characters, minus keywords and words every file uses."""
-    return frozenset(word for word in set(_IDENTIFIER.findall(text)) if word.lower() not in _COMMON_WORDS)
-
-
-def definitions(text: str) -> frozenset[str]:
-    return frozenset(a or b for a, b in _DEFINITION.findall(text))
-
-
-def line_hashes(text: str) -> frozenset[int]:
-    """Hashes of the lines that say something (stripped, at least 4 characters)."""
-    return frozenset(hash(line) for line in (raw.strip() for raw in _LINE_BREAK.split(text)) if len(line) >= 4)
-
-
-def _is_boundary(line: str, previous: str) -> bool:
-    """A top-level line that may start a chunk: not indented, not a closer, not after a decorator."""
-    return bool(line) and not line[0].isspace() and line[0] not in ")]}" and not previous.startswith("@")
-
-
-def split_chunks(text: str) -> list[tuple[int, str]]:
-    """(first line, text ending with "\\n") of each chunk of ``text``, "\\n" line breaks.
-
-    A chunk ends before the first top-level line once it has ``MIN_CHUNK_LINES`` lines, and at
-    ``MAX_CHUNK_LINES`` lines at the latest. Boundaries depend on the lines near them only, so
-    an edit inside one chunk leaves the others' texts (and keys) unchanged."""
-    lines = _LINE_BREAK.split(text)
-    if lines and lines[-1] == "":
-        lines.pop()
-    chunks: list[tuple[int, str]] = []
-    start, previous = 0, ""
-    for index, line in enumerate(lines):
-        size = index - start
-        if size >= MAX_CHUNK_LINES or (size >= MIN_CHUNK_LINES and _is_boundary(line, previous)):
-            chunks.append((start, "\n".join(lines[start:index]) + "\n"))
-            start = index
-        if line.strip():
-            previous = line
-    if start < len(lines):
-        chunks.append((start, "\n".join(lines[start:]) + "\n"))
-    return chunks
-
-
-def chunk_key(uri: str, text: str) -> Hashable:
-    return (uri, hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest())
-
-
-def display_path(uri: str, roots: Iterable[str] = ()) -> str:
-    """The path a chunk's header shows: relative to the first workspace root that holds it,
-    else the file's name; non-file URIs keep their last segment."""
-    parsed = urlparse(uri)
-    path = unquote(parsed.path) if parsed.scheme in ("file", "") else uri
-    for root in roots:
-        root = root.rstrip("/") + "/"
-        if path.startswith(root):
-            return path[len(root) :]
-    return path.rsplit("/", 1)[-1] or path
-
-
-@dataclass(eq=False)
-class Chunk:
-    uri: str
-    language_id: str
-    first_line: int  # where it was when last chunked (for order and for "viewed"/"edited")
-    text: str  # "\n" line breaks, ends with "\n"
-    hashes: frozenset[int]
-    words: frozenset[str]
-    key: Hashable  # chunk_key(uri, text)
-    defines: frozenset[str] = frozenset()
-
-    @property
-    def nbytes(self) -> int:
-        return len(self.text.encode("utf-8", "surrogatepass"))
+MAX_DOCUMENT_BYTES = 1 << 20  # larger documents are not chunked (generated files, logs)
 
 
 @dataclass(frozen=True)
@@ -265,7 +144,7 @@ class ContextStore:
     def _rechunk(self, uri: str, text: str) -> None:
         document = self._documents[uri]
         self._dirty.discard(uri)
-        pieces = [] if comment_prefix(document.language_id) is None or len(text) > MAX_DOCUMENT_BYTES else split_chunks(text)
+        pieces = [] if language_of(document.language_id).comment_prefix is None or len(text) > MAX_DOCUMENT_BYTES else split_chunks(text)
         if len(pieces) > self.max_chunks_per_document:  # keep those nearest the last edit or view
             pieces = sorted(pieces, key=lambda piece: abs(piece[0] - document.focus_line))[: self.max_chunks_per_document]
             pieces.sort()
@@ -356,7 +235,7 @@ class ContextStore:
     def has_candidates(self, uri: str) -> bool:
         """Whether a request in ``uri`` could get any context (same language, another document)."""
         language = self.language_of(uri)
-        if language is None or comment_prefix(language) is None:
+        if language is None or language_of(language).comment_prefix is None:
             return False
         family = language_family(language)
         return any(
@@ -370,7 +249,7 @@ class ContextStore:
         """The block for a request at ``cursor_line`` of ``uri`` whose windows (prefix + suffix)
         are ``window_text``, starting at document offset ``window_start``. See the module doc."""
         language = self.language_of(uri)
-        comment = comment_prefix(language or "")
+        comment = language_of(language).comment_prefix
         if language is None or comment is None or budget_tokens <= 0:
             return ContextBlock()
         for other in [d for d in self._dirty if d != uri]:

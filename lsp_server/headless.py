@@ -1,5 +1,8 @@
 """What the headless command (``santacoder-lsp complete FILE ...``) checks before it asks for
-a completion: that the file is text it can decode, and that the position is in it.
+a completion (that the file is text it can decode, and that the position is in it), and the
+extra context it gives the completion, as the editor would: ``--context-file`` files are other
+open documents, and the files FILE imports are read from inside the workspace (``--workspace``,
+by default FILE's folder) under ``workspace_files``' boundary checks.
 
 Each problem is an ``InputError`` whose message is one line that says what to do; the entry
 point prints it (no usage text: the command line was fine, the file or position was not) and
@@ -13,13 +16,21 @@ with NUL bytes (binary).
 
 from __future__ import annotations
 
+import argparse
 import codecs
+import logging
 import re
 from pathlib import Path
 
 from lsprotocol import types
 
+from .context_feed import ContextFeed
+from .context_store import ContextStore
 from .documents import Document, index_to_column
+from .languages import language_family, language_id_for_path
+from .workspace_files import path_of_uri
+
+log = logging.getLogger(__name__)
 
 _COOKIE = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.MULTILINE)
 # C0 controls but tab, LF, FF, CR; DEL; C1 controls: not in Latin-1 text
@@ -86,3 +97,51 @@ def check_position(document: Document, path: Path, line: int, character: int) ->
     if character > width:
         raise InputError(f"--character {character} is past the end of line {line} of {path}, which is {width} UTF-16 units long")
     return document.offset_at(types.Position(line=line, character=character))
+
+
+def add_context_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("extra context (chunks of other files before the prompt; --extra-context-tokens 0 turns it off)")
+    group.add_argument("--context-file", action="append", type=Path, default=[], metavar="PATH",
+                       help="a file to treat as another open document (repeatable)")  # fmt: skip
+    group.add_argument("--workspace", type=Path, metavar="DIR",
+                       help="the workspace folder: files that FILE imports are read from inside it (default: FILE's folder)")  # fmt: skip
+
+
+def read_context_files(paths: list[Path], document: Document) -> list[Document]:
+    """The ``--context-file`` documents, each with the languageId of its name; FILE itself and
+    repeats are left out. A file it cannot read is an ``InputError``, as FILE would be."""
+    out: dict[str, Document] = {}
+    for path in paths:
+        text, _ = read_source(path)
+        uri = path.resolve().as_uri()
+        if uri != document.uri:
+            out[uri] = Document(uri, text, language_id=language_id_for_path(path.name))
+    return list(out.values())
+
+
+def workspace_folder(file: Path, workspace: Path | None) -> Path:
+    """``--workspace`` (a folder that exists) or, without it, FILE's folder."""
+    if workspace is None:
+        return file.resolve().parent
+    if not workspace.is_dir():
+        raise InputError(f"--workspace {workspace} is not a folder: give the project's folder")
+    return workspace.resolve()
+
+
+async def feed_context(store: ContextStore, document: Document, others: list[Document], workspace: Path) -> None:
+    """Fill ``store`` as the server's feed would: ``others`` open, then ``document`` opened in
+    ``workspace`` (its imports read, inside it only). Waits for the import reads."""
+    family = language_family(document.language_id)
+    texts = {other.uri: other.text for other in others}
+    texts[document.uri] = document.text
+    feed = ContextFeed(store, texts.get)
+    feed.set_workspace(workspace.as_uri(), None, None)
+    for other in others:
+        if language_family(other.language_id) != family:
+            log.warning("--context-file %s is not used: its language (%s) is not FILE's (%s)", other.uri, other.language_id or "unknown", document.language_id)
+        store.opened(other.uri, other.language_id, other.text)
+    path = path_of_uri(document.uri)
+    if path is not None and not path.parent.is_relative_to(workspace):
+        log.warning("%s is not inside --workspace %s: the files it imports are not read", path, workspace)
+    feed.opened(types.TextDocumentItem(uri=document.uri, language_id=document.language_id, version=document.version, text=document.text))
+    await feed.settle()

@@ -1,9 +1,13 @@
-"""What the stop rules (and the extra-context block) need to know about a document's language.
+"""What the stop rules and the extra-context block need to know about a document's language.
 
-Keyed by LSP ``languageId``. Unknown languages get a neutral entry: indentation rules, ``#``
-and ``//`` both treated as line comments, the common quotes. A small lexer, ``scan``, walks one
-line of code keeping bracket depth and string/comment state: brackets inside strings and
-comments are not brackets.
+The one table of language facts, keyed by LSP ``languageId``: line comments (for the lexer, and
+the one a chunk's path header is written in), quotes, whether blocks end at a brace, which
+languages may feed each other context (``language_family``), and the languageId an editor gives
+a file name. An unknown language gets a neutral entry: indentation rules, ``#`` and ``//`` both
+read as line comments, the common quotes, and no comment syntax to write, so no extra context
+(a chunk could not carry its path header). A small lexer, ``scan``, walks one line of code
+keeping bracket depth and string/comment state: brackets inside strings and comments are not
+brackets.
 """
 
 from __future__ import annotations
@@ -18,42 +22,60 @@ class Language:
     line_comments: tuple[str, ...] = ("#", "//")
     quotes: str = "'\""
     braces: bool = False  # blocks end at a closing brace (C-like), not at a dedent (Python)
-    comment_prefix: str = "#"  # how a line comment is written (extra-context path lines)
+    comment_prefix: str | None = None  # how a line comment is written (extra-context path lines); None: unknown
 
 
-_PYTHON = Language(line_comments=("#",), quotes="'\"", braces=False, comment_prefix="#")
-_C_LIKE = Language(line_comments=("//",), quotes="'\"", braces=True, comment_prefix="//")
-_JS_LIKE = Language(line_comments=("//",), quotes="'\"`", braces=True, comment_prefix="//")
+def _commented(prefix: str, quotes: str = "'\"", braces: bool = False) -> Language:
+    return Language(line_comments=(prefix,), quotes=quotes, braces=braces, comment_prefix=prefix)
+
+
+_PYTHON = _commented("#")
+_HASH = _commented("#")  # shells, Ruby, YAML ...: blocks by keyword or indentation
+_HASH_BRACES = _commented("#", braces=True)  # Perl, R, PowerShell
+_C_LIKE = _commented("//", braces=True)
+_JS_LIKE = _commented("//", "'\"`", braces=True)
+_DASHES = _commented("--")  # Lua, SQL, Ada
+_DASHES_NO_CHARS = _commented("--", '"')  # Haskell, Elm: a quote may end a name (foldl')
+_LISP = _commented(";", '"')  # a quote quotes a form, it opens no string
+_PERCENT = _commented("%")
 _NEUTRAL = Language()
 
 LANGUAGES: dict[str, Language] = {
     "python": _PYTHON,
-    "javascript": _JS_LIKE,
-    "javascriptreact": _JS_LIKE,
-    "typescript": _JS_LIKE,
-    "typescriptreact": _JS_LIKE,
-    "java": _C_LIKE,
-    "c": _C_LIKE,
-    "cpp": _C_LIKE,
-    "csharp": _C_LIKE,
-    "go": _JS_LIKE,  # Go's raw strings use backquotes
-    "rust": _C_LIKE,
-    "kotlin": _C_LIKE,
-    "swift": _C_LIKE,
-    "scala": _C_LIKE,
-    "dart": _C_LIKE,
+    **dict.fromkeys(("javascript", "javascriptreact", "typescript", "typescriptreact", "go"), _JS_LIKE),  # Go: raw strings in backquotes
+    **dict.fromkeys(("java", "c", "cpp", "cuda-cpp", "objective-c", "objective-cpp", "csharp", "rust", "kotlin"), _C_LIKE),
+    **dict.fromkeys(("swift", "scala", "dart", "groovy", "zig", "solidity", "proto"), _C_LIKE),
     "php": Language(line_comments=("//", "#"), quotes="'\"", braces=True, comment_prefix="//"),
-    "shellscript": Language(line_comments=("#",), quotes="'\"", braces=False, comment_prefix="#"),
-    "ruby": Language(line_comments=("#",), quotes="'\"", braces=False, comment_prefix="#"),
+    "verilog": _commented("//"),  # begin/end blocks
+    **dict.fromkeys(("shellscript", "ruby", "julia", "elixir", "makefile", "dockerfile", "yaml", "toml", "coffeescript", "nim", "crystal"), _HASH),
+    **dict.fromkeys(("perl", "r", "powershell"), _HASH_BRACES),
+    **dict.fromkeys(("lua", "sql", "ada"), _DASHES),
+    **dict.fromkeys(("haskell", "elm"), _DASHES_NO_CHARS),
+    **dict.fromkeys(("clojure", "lisp", "scheme", "racket"), _LISP),
+    **dict.fromkeys(("latex", "tex", "erlang", "matlab", "prolog"), _PERCENT),
+    "vim": _commented('"', "'"),
+    "fortran": _commented("!"),
+    "bat": _commented("::", '"'),
 }
 
+# Languages whose files may feed each other context (a .ts file imports .js ones); the others
+# only themselves.
+_FAMILIES = {
+    "javascriptreact": "javascript", "typescript": "javascript", "typescriptreact": "javascript",
+    "cpp": "c", "cuda-cpp": "c", "objective-c": "c", "objective-cpp": "c",
+}  # fmt: skip
 
 _EXTENSIONS = {
     ".py": "python", ".pyi": "python", ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript",
-    ".jsx": "javascriptreact", ".ts": "typescript", ".tsx": "typescriptreact", ".java": "java", ".c": "c",
-    ".h": "c", ".cc": "cpp", ".cpp": "cpp", ".hpp": "cpp", ".cs": "csharp", ".go": "go", ".rs": "rust",
-    ".kt": "kotlin", ".swift": "swift", ".scala": "scala", ".dart": "dart", ".php": "php", ".sh": "shellscript",
-    ".rb": "ruby",
+    ".jsx": "javascriptreact", ".ts": "typescript", ".mts": "typescript", ".cts": "typescript", ".tsx": "typescriptreact",
+    ".java": "java", ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".hh": "cpp", ".hpp": "cpp",
+    ".hxx": "cpp", ".cu": "cuda-cpp", ".cs": "csharp", ".go": "go", ".rs": "rust", ".kt": "kotlin", ".swift": "swift",
+    ".scala": "scala", ".dart": "dart", ".php": "php", ".sh": "shellscript", ".bash": "shellscript", ".rb": "ruby",
+    ".lua": "lua", ".pl": "perl", ".pm": "perl", ".r": "r", ".jl": "julia", ".ex": "elixir", ".exs": "elixir",
+    ".ps1": "powershell", ".yaml": "yaml", ".yml": "yaml", ".toml": "toml", ".sql": "sql", ".hs": "haskell",
+    ".elm": "elm", ".clj": "clojure", ".scm": "scheme", ".rkt": "racket", ".tex": "latex", ".erl": "erlang",
+    ".vim": "vim", ".f90": "fortran", ".bat": "bat", ".cmd": "bat", ".zig": "zig", ".sol": "solidity",
+    ".proto": "proto", ".groovy": "groovy", ".coffee": "coffeescript", ".nim": "nim", ".cr": "crystal",
 }  # fmt: skip
 
 
@@ -61,10 +83,15 @@ def language_of(language_id: str | None) -> Language:
     return LANGUAGES.get(language_id or "", _NEUTRAL)
 
 
+def language_family(language_id: str) -> str:
+    """The languages that may feed a document of ``language_id`` context share this name."""
+    return _FAMILIES.get(language_id, language_id)
+
+
 def language_id_for_path(path: str) -> str:
     """The LSP languageId an editor would give a file of this name ("" when unknown)."""
     dot = path.rfind(".")
-    return _EXTENSIONS.get(path[dot:].lower(), "") if dot >= 0 else ""
+    return _EXTENSIONS.get(path[dot:].lower(), "") if dot > path.rfind("/") else ""
 
 
 @dataclass

@@ -90,7 +90,7 @@ async def test_a_workspace_file_the_document_imports_feeds_the_context(tmp_path)
 
     record = tmp_path / "requests.jsonl"
     uri = (REPO / "lsp_server" / "not_saved_yet.py").as_uri()
-    text = "from .context_store import split_chunks\n\n\ndef count(text):\n    return len(split_chunks(text))\n\npieces = split_chunks(\n"
+    text = "from .context_chunks import split_chunks\n\n\ndef count(text):\n    return len(split_chunks(text))\n\npieces = split_chunks(\n"
     async with lsp_session({"model": fake_model(recordPath=str(record))}) as client:
         open_document(client, uri, text)
         for _ in range(200):  # the import is read in a worker thread
@@ -99,5 +99,5 @@ async def test_a_workspace_file_the_document_imports_feeds_the_context(tmp_path)
             await asyncio.sleep(0.05)
         await inline(client, uri, 6, 22)
     [request] = requests(record)
-    assert "# lsp_server/context_store.py\n" in request["extraContext"]
+    assert "# lsp_server/context_chunks.py\n" in request["extraContext"]
     assert "def split_chunks(text: str)" in request["extraContext"]

@@ -113,3 +113,60 @@ def test_latin1_files_and_files_with_a_coding_cookie_are_completed(tmp_path, dat
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert (out["text"], out["encoding"]) == ("42", encoding)
+
+
+# -- extra context: --context-file, the workspace's imports, --extra-context-tokens ---------------
+
+HELPERS = "".join(
+    f"def scale_reading_{i}(reading, factor):\n    adjusted = reading * factor\n    clipped = min(adjusted, 100)\n    return clipped\n\n"
+    for i in range(4)
+)
+MAIN = "def report(values):\n    total = scale_reading_1(0, 1)\n    return total + \n"
+
+
+def recorded(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_context_file_reaches_the_prompt_as_another_open_document(tmp_path):
+    (tmp_path / "lib").mkdir()
+    helpers = _write(tmp_path / "lib" / "helpers.py", HELPERS.encode())
+    main = _write(tmp_path / "main.py", MAIN.encode())
+    record = tmp_path / "requests.jsonl"
+    done = complete(str(main), "--line", "2", "--character", "19", "--json", "--context-file", str(helpers),
+                    "--context-file", str(main), "--model", fake_model(recordPath=str(record)))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [request] = recorded(record)
+    assert request["extraContext"].startswith("# lib/helpers.py\ndef scale_reading_")  # relative to FILE's folder
+    assert json.loads(done.stdout)["context"]["contextDocuments"] == 2  # FILE given again is FILE, once
+
+
+def test_the_files_that_file_imports_are_read_inside_the_workspace_only(tmp_path):
+    project = tmp_path / "project"
+    (project / "app").mkdir(parents=True)
+    _write(project / "helpers.py", HELPERS.encode())
+    _write(tmp_path / "secret.py", HELPERS.replace("scale_reading", "secret_reading").encode())
+    (project / "app" / "leak.py").symlink_to(tmp_path / "secret.py")
+    main = _write(project / "app" / "main.py", ("from helpers import scale_reading_1\nfrom . import leak\n" + MAIN).encode())
+    record = tmp_path / "requests.jsonl"
+    done = complete(str(main), "--line", "4", "--character", "19", "--workspace", str(project), "--model", fake_model(recordPath=str(record)))
+    assert done.returncode == 0, done.stderr
+    [request] = recorded(record)
+    assert request["extraContext"].startswith("# helpers.py\ndef scale_reading_") and "secret" not in request["extraContext"]
+    done = complete(str(main), "--line", "4", "--character", "19", "--model", fake_model(recordPath=str(record)))  # root: app/
+    assert done.returncode == 0, done.stderr
+    assert recorded(record)[-1]["extraContext"] == ""  # helpers.py is outside app/, leak.py leads out of it
+
+
+def test_extra_context_tokens_zero_turns_it_off_and_a_bad_workspace_is_one_line(tmp_path):
+    helpers = _write(tmp_path / "helpers.py", HELPERS.encode())
+    main = _write(tmp_path / "main.py", MAIN.encode())
+    record = tmp_path / "requests.jsonl"
+    done = complete(str(main), "--line", "2", "--character", "19", "--context-file", str(helpers), "--extra-context-tokens", "0",
+                    "--model", fake_model(recordPath=str(record)))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert recorded(record)[-1]["extraContext"] == ""
+    done = complete(str(main), "--line", "2", "--character", "19", "--workspace", str(tmp_path / "nope"), "--model", fake_model())
+    assert done.returncode == 1 and done.stderr.strip() == f"santacoder-lsp: --workspace {tmp_path / 'nope'} is not a folder: give the project's folder"
+    done = complete(str(main), "--line", "2", "--character", "19", "--context-file", str(tmp_path / "gone.py"), "--model", fake_model())
+    assert done.returncode == 1 and "gone.py does not exist: check the path" in done.stderr

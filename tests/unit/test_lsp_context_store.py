@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from lsp_server.context_store import MAX_CHUNK_LINES, ContextStore, display_path, split_chunks
+from lsp_server.context_chunks import MAX_CHUNK_LINES, display_path, split_chunks
+from lsp_server.context_store import ContextStore
 
 
 def count(text: str) -> int:
@@ -196,3 +197,30 @@ def test_the_chunk_that_defines_a_name_ranks_above_chunks_that_only_use_it():
     })  # fmt: skip
     block = choose(store, "file:///w/main.py", "value = parse_header(data)\n", budget=20)  # room for one chunk
     assert block.text.startswith("# parser.py\ndef parse_header(raw):") and "caller" not in block.text
+
+
+# -- the language table (lsp_server.languages) is the one owner of comment syntax -----------------
+
+
+def test_every_known_language_has_a_comment_syntax_that_its_lexer_reads_as_a_comment():
+    from lsp_server.languages import _EXTENSIONS, _FAMILIES, LANGUAGES, language_of, scan
+
+    for language_id, language in LANGUAGES.items():
+        assert language.comment_prefix, language_id
+        assert language.comment_prefix in language.line_comments, language_id
+        assert scan(f"{language.comment_prefix} pkg/helpers ( [", language).comment, language_id
+    assert set(_FAMILIES) | set(_FAMILIES.values()) <= set(LANGUAGES)
+    assert set(_EXTENSIONS.values()) <= set(LANGUAGES)
+    assert language_of("markdown").comment_prefix is None and language_of(None).comment_prefix is None
+
+
+def test_the_header_is_written_in_the_documents_comment_syntax():
+    lua = "".join(f"function alpha_function_{i}(x)\n  local y = x + {i}\n  local z = y * 2\n  return z\nend\n\n" for i in range(3))
+    store = store_with({
+        "file:///w/alpha.lua": ("lua", lua),
+        "file:///w/main.lua": ("lua", "print(alpha_function_1(2))\n"),
+        "file:///w/alpha.hs": ("haskell", lua),  # another language: never fed to Lua
+    })  # fmt: skip
+    block = choose(store, "file:///w/main.lua", "print(alpha_function_1(2))\n")
+    assert block.text.startswith("-- alpha.lua\nfunction alpha_function_")
+    assert "alpha.hs" not in block.text

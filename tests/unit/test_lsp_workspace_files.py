@@ -1,5 +1,6 @@
-"""Workspace files for the context store: imports resolved inside the workspace, never outside,
-never through a link that leaves it; size limits; the feed adds them to the store."""
+"""Workspace files for the context store: imports (Python, JavaScript/TypeScript, C/C++) resolved
+inside the workspace, never outside, never through a link that leaves it; size limits; the feed
+adds them to the store."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from lsprotocol import types
 
 from lsp_server.context_feed import ContextFeed
 from lsp_server.context_store import ContextStore
-from lsp_server.workspace_files import python_import_files, python_imports, read_imported_files, read_inside, workspace_roots
+from lsp_server.workspace_files import (
+    c_includes, has_imports, import_files, javascript_imports, python_import_files, python_imports, read_imported_files, read_inside,
+    workspace_roots,
+)  # fmt: skip
 
 BODY = "".join(f"def helper_{i}(value):\n    doubled = value * 2\n    tripled = value * 3\n    return doubled + tripled\n\n" for i in range(3))
 
@@ -104,3 +108,90 @@ def test_a_workspace_root_that_is_itself_a_link_is_resolved(workspace, tmp_path)
     roots = workspace_roots(link.as_uri(), None, [])
     assert roots == (workspace.resolve(),)
     assert read_inside(link / "pkg" / "sibling.py", roots) is not None
+
+
+# -- JavaScript/TypeScript relative imports and C/C++ quoted includes ------------------------------
+
+JS_BODY = "".join(f"export function widget_{i}(value) {{\n  const doubled = value * 2;\n  const tripled = value * 3;\n  return doubled + tripled;\n}}\n\n" for i in range(3))
+C_BODY = "".join(f"static int gadget_{i}(int value) {{\n    int doubled = value * 2;\n    int tripled = value * 3;\n    return doubled + tripled;\n}}\n\n" for i in range(3))
+APP_TS = """import { widget_1 } from './util';
+import * as lib from "./lib";
+import { esm } from './esm.js';
+import './styles.css';
+import React from 'react';
+import { leak } from './leak';
+import { secret } from '../../secret';
+const cjs = require('./cjs');
+const lazy = await import("../shared/lazy");
+export { widget_2 } from './util';
+"""
+MAIN_C = """#include <stdio.h>
+#include "util.h"
+# include "sub/deep.h"
+#include "api.h"
+#include "leak.h"
+#include "../../secret.h"
+"""
+
+
+@pytest.fixture()
+def polyglot(tmp_path):
+    root = tmp_path / "project"
+    for folder in ("web/lib", "shared", "csrc/sub", "include"):
+        (root / folder).mkdir(parents=True)
+    files = {
+        "web/util.ts": JS_BODY, "web/lib/index.js": JS_BODY.replace("widget", "libwidget"), "web/esm.ts": JS_BODY.replace("widget", "esm"),
+        "web/styles.css": "body { color: red; }\n", "web/cjs.js": JS_BODY.replace("widget", "cjs"),
+        "shared/lazy.tsx": JS_BODY.replace("widget", "lazy"), "csrc/util.h": C_BODY, "csrc/sub/deep.h": C_BODY.replace("gadget", "deep"),
+        "include/api.h": C_BODY.replace("gadget", "api"),
+    }  # fmt: skip
+    for name, text in files.items():
+        (root / name).write_text(text)
+    (tmp_path / "secret.ts").write_text(JS_BODY.replace("widget", "secret"))
+    (tmp_path / "secret.h").write_text(C_BODY.replace("gadget", "secret"))
+    (root / "web" / "leak.ts").symlink_to(tmp_path / "secret.ts")  # inside the workspace, pointing out
+    (root / "csrc" / "leak.h").symlink_to(tmp_path / "secret.h")
+    return root
+
+
+def test_javascript_specifiers_and_c_includes_are_parsed_relative_and_quoted_only():
+    assert javascript_imports(APP_TS) == ["./util", "./lib", "./esm.js", "./styles.css", "./leak", "../../secret", "./cjs", "../shared/lazy"]
+    assert javascript_imports("foo.import('./x'); myrequire('./y'); import x from 'pkg'\n") == []
+    assert c_includes(MAIN_C) == ["util.h", "sub/deep.h", "api.h", "leak.h", "../../secret.h"]
+    assert has_imports(APP_TS, "typescriptreact") and has_imports(MAIN_C, "cpp") and not has_imports(MAIN_C, "rust")
+    assert not has_imports("import React from 'react';\n", "javascript")
+
+
+def test_javascript_imports_resolve_like_node_inside_the_workspace_only(polyglot):
+    roots = workspace_roots(polyglot.as_uri(), None, [])
+    found = import_files(polyglot / "web" / "app.ts", APP_TS, "typescript", roots)
+    names = [path.relative_to(polyglot).as_posix() for path in found]
+    assert names == ["web/util.ts", "web/lib/index.js", "web/esm.ts", "web/cjs.js", "shared/lazy.tsx"]  # no .css, no link out, no ../..
+
+
+def test_c_includes_resolve_from_the_folder_then_the_roots_include_folder(polyglot):
+    roots = workspace_roots(polyglot.as_uri(), None, [])
+    found = import_files(polyglot / "csrc" / "main.cpp", MAIN_C, "cpp", roots)
+    assert [path.relative_to(polyglot).as_posix() for path in found] == ["csrc/util.h", "csrc/sub/deep.h", "include/api.h"]
+    assert import_files(polyglot / "csrc" / "main.rs", MAIN_C, "rust", roots) == []
+
+
+def test_the_feed_adds_a_typescript_documents_imports_with_their_own_languages(polyglot):
+    document = polyglot / "web" / "app.ts"
+    text = APP_TS + "\nconst total = widget_1(2) + cjs_0(3);\n"
+    texts = {document.as_uri(): text}
+
+    async def scenario() -> ContextStore:
+        store = ContextStore()
+        feed = ContextFeed(store, texts.get)
+        feed.set_workspace(polyglot.as_uri(), None, None)
+        feed.opened(types.TextDocumentItem(uri=document.as_uri(), language_id="typescript", version=1, text=text))
+        await feed.settle()
+        return store
+
+    store = asyncio.run(scenario())
+    languages = {chunk.uri.rsplit("/", 1)[-1]: chunk.language_id for chunk in store.chunks() if chunk.uri != document.as_uri()}
+    assert languages == {"util.ts": "typescript", "index.js": "javascript", "esm.ts": "typescript", "cjs.js": "javascript", "lazy.tsx": "typescriptreact"}
+    block = store.choose(document.as_uri(), text, 0, 11, 400, lambda s: len(s.split()))
+    assert "// web/util.ts\nexport function widget_" in block.text and "// web/cjs.js\n" in block.text
+    assert "secret" not in block.text
