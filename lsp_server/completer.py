@@ -191,6 +191,9 @@ class Completer:
         if not ticket.current:
             self.stats.count("stale")
             return replace(empty, reason="stale", result=result)
+        if result.stop_reason == StopReason.LOW_CONFIDENCE:
+            # The token floor ended it: nothing left counts as hidden, a shorter text as cut.
+            self.stats.count("lowConfidence" if not finished else "cutAtLowConfidence")
         if gated:
             self.stats.count("lowConfidence")
             self.cache.forget(uri)

@@ -105,6 +105,9 @@ class FakeEngine:
                 if generated >= request.max_new_tokens:
                     reason = StopReason.MAX_TOKENS
                     break
+                if request.min_token_logprob is not None and logprob < request.min_token_logprob:
+                    reason = StopReason.LOW_CONFIDENCE  # as the engine: end before the unlikely token
+                    break
                 if self.token_delay_ms:
                     time.sleep(self.token_delay_ms / 1000)
                 text, generated = text + token, generated + 1

@@ -4,6 +4,9 @@ versions, cancellation. (The protocol tests check the same through a real client
 from __future__ import annotations
 
 import asyncio
+import math
+
+import pytest
 
 from model_runtime.api import LoadOptions
 
@@ -118,6 +121,17 @@ async def test_the_confidence_gate_hides_unlikely_suggestions_and_counts_them():
     assert completer.stats.counts["lowConfidence"] == 1
     shown = await completer.suggest(URI, "a = \n", 4, SETTINGS)  # the gate off: the same answer is shown
     assert shown.text == "maybe_this"
+
+
+async def test_the_token_floor_hides_an_unlikely_first_token_and_counts_it():
+    engine = FakeEngine(rules=[Rule("a = ", "maybe_this", logprob=-3.0), Rule("b = ", "surely_that", logprob=-0.05)])
+    completer = await ready_completer(engine)
+    floored = Settings(debounce_ms=0, min_token_confidence=0.3)
+    low = await completer.suggest(URI, "a = \n", 4, floored)
+    assert low.text == "" and engine.calls[-1].min_token_logprob == pytest.approx(math.log(0.3))
+    high = await completer.suggest(URI, "b = \n", 4, floored)
+    assert high.text == "surely_that"
+    assert completer.stats.counts["lowConfidence"] == 1 and completer.stats.counts.get("cutAtLowConfidence", 0) == 0
 
 
 def test_confidence_scores_only_the_tokens_that_were_shown():
