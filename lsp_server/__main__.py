@@ -24,13 +24,16 @@ import os
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from model_runtime.api import BACKENDS, DEVICES, DTYPES, FIM_ORDERS, QUANTIZATIONS
 
 from . import __version__
 from .settings import Settings, parse_settings
 from .transport import DEFAULT_FRAME_TIMEOUT_S, DEFAULT_MAX_MESSAGE_BYTES
+
+if TYPE_CHECKING:
+    from .client_log import ClientLogHandler
 
 log = logging.getLogger("lsp_server")
 
@@ -111,7 +114,8 @@ def run_server(argv: Sequence[str]) -> int:
     settings = _settings_from_args(parser, args)
     _configure_logging(args.log_level, args.log_file)
 
-    from .server import ClientLogHandler, create_server
+    from .client_log import ClientLogHandler
+    from .server import create_server
     from .transport import FrameLimits, run_stdio
 
     limits = FrameLimits(max_bytes=int(args.max_message_mb * 2**20), rest_timeout_s=args.frame_timeout_s)
@@ -138,7 +142,7 @@ def _transport_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _serve_tcp(settings: Settings, forward: logging.Handler, host: str, port: int, limits) -> int:
+def _serve_tcp(settings: Settings, forward: ClientLogHandler, host: str, port: int, limits) -> int:
     """One fresh server (documents, settings, engine host) per connection, until SIGINT or
     SIGTERM. The client log follows the current session."""
     import signal
@@ -148,7 +152,7 @@ def _serve_tcp(settings: Settings, forward: logging.Handler, host: str, port: in
 
     def new_session():
         server = create_server(settings)
-        forward.server = server  # type: ignore[attr-defined]
+        forward.server = server
         return server.protocol
 
     def end_session(protocol) -> None:
