@@ -23,6 +23,9 @@ client waited forever), logged a traceback instead of the problem, and showed th
 coerced ``"text": null`` into the text ``"None"``. Unknown ``$/`` notifications are ignored
 silently, as LSP allows; ``exit`` stops the transport with the exit code LSP asks for (0 after
 ``shutdown``, else 1) instead of raising ``SystemExit`` inside a handler.
+
+This class overrides and reads private members of pygls' protocol; every one is listed in
+``lsp_server.pygls_internals`` (pygls is pinned to that minor version, and a test checks them).
 """
 
 from __future__ import annotations
