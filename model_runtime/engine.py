@@ -23,7 +23,6 @@ import torch
 from transformers import DynamicCache
 
 from .api import (
-    FIM_ORDERS,
     CancelFlag,
     CompletionOOMError,
     CompletionRequest,
@@ -35,6 +34,7 @@ from .api import (
     ProgressCallback,
     StopCallback,
     StopReason,
+    check_fim_order,
 )
 from .decode import constrain, forward_step, sample
 from .fast_decode import GreedyDecoder
@@ -202,9 +202,7 @@ class Engine:
     ) -> CompletionResult:
         start_ms = _now_ms()
         deadline_ms = start_ms + request.timeout_ms if request.timeout_ms is not None else None
-        order = request.fim_order or self.info.fim_order
-        if order not in FIM_ORDERS:
-            raise ValueError(f"unknown FIM order {order!r}: use 'psm' or 'spm'")
+        order = check_fim_order(request.fim_order or self.info.fim_order)
         if not self._acquire(cancel, deadline_ms):
             reason = StopReason.CANCELLED if cancel is not None and cancel.is_set() else StopReason.DEADLINE
             return CompletionResult("", reason, CompletionStats(queue_ms=_now_ms() - start_ms))
@@ -390,8 +388,10 @@ def choose_threads(requested: int) -> int:
 
 def load_engine(options: LoadOptions = LoadOptions(), progress: ProgressCallback | None = None) -> Engine:
     """Load a model and return a ready engine. Raises ``ModelLoadError`` with an actionable line."""
-    if options.fim_order not in FIM_ORDERS:
-        raise ModelLoadError(f"unknown FIM order {options.fim_order!r}: choose 'psm' or 'spm'")
+    try:
+        check_fim_order(options.fim_order)
+    except ValueError as error:
+        raise ModelLoadError(str(error)) from None
     if options.kv_cache_bytes < 0:
         raise ModelLoadError("kv_cache_bytes must be zero or more")
     threads = choose_threads(options.threads)

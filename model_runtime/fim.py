@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from .api import FimOrder, ModelLoadError
+from .api import FimOrder, ModelLoadError, check_fim_order
 
 # (prefix, middle, suffix) sentinel names of the model families we know.
 KNOWN_FIM_FAMILIES: tuple[tuple[str, str, str], ...] = (
@@ -36,11 +36,9 @@ class FimTokens:
         ``context_ids`` (extra context from other files) go first, before every sentinel: they
         change only when the chosen context changes, so their KV stays reusable while typing.
         """
-        if order == "psm":
+        if check_fim_order(order) == "psm":
             return [*context_ids, self.prefix_id, *prefix_ids, self.suffix_id, *suffix_ids, self.middle_id]
-        if order == "spm":
-            return [*context_ids, self.prefix_id, self.suffix_id, *suffix_ids, self.middle_id, *prefix_ids]
-        raise ValueError(f"unknown FIM order {order!r}: use 'psm' or 'spm'")
+        return [*context_ids, self.prefix_id, self.suffix_id, *suffix_ids, self.middle_id, *prefix_ids]
 
 
 def find_fim_tokens(vocab: Mapping[str, int], override: tuple[str, str, str] | None = None) -> FimTokens:

@@ -169,8 +169,6 @@ def layout_fim(
     training and serving can never disagree on where the sentinels go; the middle and end of
     text follow it.
     """
-    if order not in ("psm", "spm"):
-        raise ValueError(f"not a FIM order: {order!r}")
     return [*ids.fim.layout(prefix, suffix, order, context_ids=context), *middle, ids.end_of_text]
 
 
