@@ -18,7 +18,6 @@ KNOWN_FIM_FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("<fim_prefix>", "<fim_middle>", "<fim_suffix>"),  # StarCoder, StarCoder2
     ("<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>"),  # Qwen2.5-Coder, DeepSeek-style
 )
-KNOWN_PAD_NAMES = ("<fim-pad>", "<fim_pad>", "<|fim_pad|>")
 
 
 @dataclass(frozen=True)

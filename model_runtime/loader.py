@@ -252,7 +252,8 @@ def _one_line(error: BaseException, limit_chars: int = 300) -> str:
 
 
 def load_model(options: LoadOptions, progress: ProgressCallback | None = None):
-    """Load (model, tokenizer, device, dtype). Raises ModelLoadError for anything a user can fix."""
+    """Load (model, tokenizer, device, dtype, source): ``source`` is where the model was found
+    (``ModelSource``). Raises ModelLoadError for anything a user can fix."""
     report = progress or (lambda stage, fraction: None)
     report("resolving model", 0.0)
     source = resolve_source(options.model)

@@ -7,9 +7,10 @@ before them, M is the lines without their last newline, S starts with that newli
 at the start of a line, as in the single-line infilling benchmark). A 4 M model trained on
 random splits alone for 6 M tokens almost never completed a line at line start (exact match
 0.001), because a random middle is on average a third of the window and rarely starts at a line
-start. The three pieces are tokenized separately (as the runtime tokenizes the prefix and the
-suffix separately, so split points inside a token are seen in training too) and laid out by
-``model_runtime.fim.FimTokens.layout``, followed by the middle and end of text:
+start. The three pieces are tokenized separately, as the runtime tokenizes its prefix and
+suffix separately: a split point inside what would be one token then looks in training as it
+does when serving. They are laid out by ``model_runtime.fim.FimTokens.layout``, followed by
+the middle and end of text:
 
     PSM: <fim-prefix> P <fim-suffix> S <fim-middle> M <|endoftext|>
     SPM: <fim-prefix> <fim-suffix> S <fim-middle> P M <|endoftext|>   (SantaCoder's SPM variant)
@@ -163,7 +164,8 @@ def layout_fim(
     order: SampleKind,
     context: Sequence[int] = (),
 ) -> list[int]:
-    """Token ids of one FIM sample in ``order`` ("psm" or "spm"), ending with end of text.
+    """Token ids of one FIM sample in ``order`` ("psm" or "spm"; the layout raises
+    ``ValueError`` for anything else), ending with end of text.
 
     The prompt part is the runtime's own ``FimTokens.layout`` (``context`` ids first), so
     training and serving can never disagree on where the sentinels go; the middle and end of
