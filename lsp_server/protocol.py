@@ -226,13 +226,13 @@ def _leaf_errors(error: BaseException, path: str):
     if isinstance(error, (cattrs.ClassValidationError, cattrs.IterableValidationError)):
         with_notes, others = error.group_exceptions()
         for sub, note in with_notes:  # a field's name, or an item's index
-            step = f".{note.name}" if isinstance(error, cattrs.ClassValidationError) else f"[{note.index}]"
+            step = f".{note.name}" if isinstance(note, cattrs.AttributeValidationNote) else f"[{note.index}]"
             yield from _leaf_errors(sub, path + step)
         for sub in others:
             yield from _leaf_errors(sub, path)
     elif isinstance(error, BaseExceptionGroup):
-        for sub in error.exceptions:
-            yield from _leaf_errors(sub, path)
+        for member in error.exceptions:
+            yield from _leaf_errors(member, path)
     else:
         yield path, error
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 
 class SantaCoderServer(LanguageServer):
+    protocol: SantaCoderProtocol  # made by pygls from ``protocol_cls``
+
     def __init__(self, settings: Settings = Settings(), loader: Loader = load_completion_engine):
         super().__init__("santacoder-lsp", __version__, protocol_cls=SantaCoderProtocol)
         self.settings = settings
@@ -57,7 +59,7 @@ class SantaCoderServer(LanguageServer):
     @property
     def encoding(self) -> Encoding:
         value = getattr(self.workspace.position_encoding, "value", self.workspace.position_encoding)
-        return value if value in ("utf-8", "utf-16", "utf-32") else "utf-16"
+        return cast(Encoding, value) if value in ("utf-8", "utf-16", "utf-32") else "utf-16"
 
     def report_once(self, message: str, level: types.MessageType = types.MessageType.Warning) -> None:
         """Show ``message`` to the user the first time only; always log it."""

@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 from transformers import DynamicCache
 
+from . import static_decode
 from .api import (
     CancelFlag,
     CompletionOOMError,
@@ -42,7 +43,6 @@ from .fim import FimTokens, find_fim_tokens
 from .kv_cache import KVSlotStore
 from .loader import _is_out_of_memory, load_model
 from .prompt import FIM_SENTINEL_TOKENS, HealingGuide, Prompt, PromptBuilder
-from . import static_decode
 from .static_decode import StaticGPTBigCode
 from .vocabulary import TextStream, TokenTable
 
@@ -357,6 +357,7 @@ class Engine:
 
         The decoder keeps ``history`` equal to what the cache holds at every token it yields, so
         stopping anywhere (stop rules, cancellation, deadline) leaves a cache that can be stored."""
+        assert self.fast is not None  # only called when the engine has the fast decoder
         history = run.cached_ids()
         for token_id, logprob in self.fast.tokens(cache, history, first, ban_stops=run.request.ignore_eos, extra=extra):
             run.fed = len(history)
@@ -404,7 +405,7 @@ def load_engine(options: LoadOptions = LoadOptions(), progress: ProgressCallback
         torch.set_num_threads(1)
     fim = find_fim_tokens(tokenizer.get_vocab(), options.fim_tokens)
     config = model.config
-    context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", 2048)
+    context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 2048
     info = ModelInfo(
         name=options.model,
         device=device,

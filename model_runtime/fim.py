@@ -45,8 +45,9 @@ def find_fim_tokens(vocab: Mapping[str, int], override: tuple[str, str, str] | N
     families = (override,) if override else KNOWN_FIM_FAMILIES
     for names in families:
         if all(name in vocab for name in names):
-            prefix, middle, suffix = (vocab[name] for name in names)
-            return FimTokens(prefix_id=prefix, middle_id=middle, suffix_id=suffix, names=tuple(names))
+            prefix_name, middle_name, suffix_name = names
+            names = (prefix_name, middle_name, suffix_name)  # a tuple even when the override came as a list
+            return FimTokens(prefix_id=vocab[prefix_name], middle_id=vocab[middle_name], suffix_id=vocab[suffix_name], names=names)
     if override:
         missing = [name for name in override if name not in vocab]
         raise ModelLoadError(f"FIM tokens {missing} are not in the tokenizer's vocabulary: fix the fim_tokens setting")

@@ -368,7 +368,7 @@ class OpenAIEngine:
     def describe(self) -> dict[str, Any]:
         """For ``santacoder/stats``: where the server is and how it does; never the key."""
         with self._state_lock:
-            counters = dict(self.counters)
+            counters: dict[str, float] = dict(self.counters)
             out: dict[str, Any] = {
                 "backend": "openai",
                 "url": self.endpoint.display,

@@ -36,6 +36,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
+from model_runtime.api import FimOrder
 from model_runtime.fim import FimTokens
 
 from .tokenizer import END_OF_TEXT, FIM_MIDDLE, FIM_PAD, FIM_PREFIX, FIM_SUFFIX
@@ -104,7 +105,8 @@ def split_at_lines(text: str, rng: random.Random, max_lines: int = 3) -> tuple[s
     The prefix ends with the newline before the middle (or is empty), the middle has no final
     newline and the suffix starts with it (or is empty at the end of the text).
     """
-    starts, blank = [], []  # where each line starts, and whether it is blank
+    starts: list[int] = []  # where each line starts
+    blank: list[bool] = []  # and whether it is blank
     position = 0
     for line in text.split("\n"):
         if position < len(text) or not starts:
@@ -161,7 +163,7 @@ def layout_fim(
     prefix: Sequence[int],
     middle: Sequence[int],
     suffix: Sequence[int],
-    order: SampleKind,
+    order: FimOrder,
     context: Sequence[int] = (),
 ) -> list[int]:
     """Token ids of one FIM sample in ``order`` ("psm" or "spm"; the layout raises

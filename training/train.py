@@ -369,8 +369,8 @@ def _train_loop(session: _Session, args: TrainArgs, run_dir: Path) -> Path | Non
     return path
 
 
-def run(args: TrainArgs, resume: bool, given: set[str] | None = None) -> Path:
-    """Train (or resume) into ``args.out``; returns the final checkpoint path.
+def run(args: TrainArgs, resume: bool, given: set[str] | None = None) -> Path | None:
+    """Train (or resume) into ``args.out``; returns the final checkpoint path (None: none was written).
 
     On resume the saved arguments win, except those in ``given`` (explicit flags) that may change.
     """

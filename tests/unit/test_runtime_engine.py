@@ -2,10 +2,10 @@ import threading
 
 import pytest
 import torch
+from transformers import DynamicCache
 
 from model_runtime import CompletionRequest, StopReason
 from model_runtime.decode import forward_tokens
-from transformers import DynamicCache
 
 SOURCE = '''import os
 
