@@ -17,11 +17,12 @@ REPO = Path(__file__).resolve().parents[2]
 PROPERTIES = json.loads((REPO / "vscode-extension" / "package.json").read_text(encoding="utf-8"))["contributes"]["configuration"]["properties"]
 
 
-def _client_only_keys() -> set[str]:
-    """``CLIENT_ONLY_KEYS`` of the extension's settings.ts: settings the server never sees."""
+def _extension_keys(name: str) -> set[str]:
+    """A list of setting names declared in the extension's settings.ts (``CLIENT_ONLY_KEYS``:
+    settings the server never sees; ``RESTART_KEYS``: those whose change restarts it)."""
     source = (REPO / "vscode-extension" / "src" / "settings.ts").read_text(encoding="utf-8")
-    listed = re.search(r"CLIENT_ONLY_KEYS[^=]*=\s*\[([^\]]*)\]", source)
-    assert listed is not None, "settings.ts no longer declares CLIENT_ONLY_KEYS as a list"
+    listed = re.search(name + r"[^=]*=\s*\[([^\]]*)\]", source)
+    assert listed is not None, f"settings.ts no longer declares {name} as a list"
     return set(re.findall(r"'([^']+)'", listed.group(1)))
 
 
@@ -38,7 +39,7 @@ def test_the_manifest_declares_each_setting_as_the_server_reads_it(spec):
 
 def test_the_manifest_declares_nothing_else_but_the_clients_own_settings():
     declared = {name.removeprefix("santacoder.") for name in PROPERTIES}
-    assert declared - {spec.key for spec in SPECS} == _client_only_keys()
+    assert declared - {spec.key for spec in SPECS} == _extension_keys("CLIENT_ONLY_KEYS")
 
 
 def test_the_default_settings_load_the_runtimes_default_options():
@@ -76,3 +77,20 @@ def test_command_line_options_are_the_settings_with_a_flag():
         parser.parse_args(["--fim-order", "mps"])
     with pytest.raises(SystemExit):  # the range comes from the same table as the editor's setting
         _settings_from_args(parser, parser.parse_args(["--max-new-tokens", "0"]))
+
+
+def test_the_extension_restarts_the_server_for_exactly_the_settings_that_reload_the_model():
+    """settings.ts's RESTART_KEYS against ``Settings.load_options``: a restart for each setting
+    that changes how the model loads; none for the FIM order (per request) or the remote
+    backend's connection settings (the engine reconnects), which are in LoadOptions too."""
+    reconnect_or_per_request = {"fimOrder", "serverUrl", "serverModel", "apiKeyEnv", "requestTimeoutMs", "connectTimeoutMs"}
+    samples = {"string": "x", "integer": 1, "number": 0.5, "boolean": True, "object": False}
+    reloading = set()
+    for spec in SPECS:
+        value = spec.choices[-1] if spec.choices and spec.choices[-1] != Settings().to_json()[spec.key] else (spec.choices[0] if spec.choices else samples[spec.json_type])
+        value = {"serverUrl": "http://h:1", "apiKeyEnv": "K", "requestTimeoutMs": 100, "connectTimeoutMs": 100}.get(spec.key, value)
+        settings, problems = parse_settings({spec.key: value})
+        assert problems == [], (spec.key, problems)
+        if settings.load_options() != Settings().load_options():
+            reloading.add(spec.key)
+    assert _extension_keys("RESTART_KEYS") == reloading - reconnect_or_per_request
