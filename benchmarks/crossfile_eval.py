@@ -43,12 +43,12 @@ from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lsp_server.completer import Completer  # noqa: E402
-from lsp_server.context_store import ContextStore  # noqa: E402
-from lsp_server.engine_host import EngineHost  # noqa: E402
-from lsp_server.settings import Settings  # noqa: E402
-from lsp_server.stats import ServerStats  # noqa: E402
-from model_runtime.api import CompletionRequest  # noqa: E402
+from lsp_server.completer import Completer
+from lsp_server.context_store import ContextStore
+from lsp_server.engine_host import EngineHost
+from lsp_server.settings import Settings
+from lsp_server.stats import ServerStats
+from model_runtime.api import CompletionRequest
 
 MAX_NEW_TOKENS = 25
 MAX_SIBLING_BYTES = 200_000

@@ -36,8 +36,9 @@ def synchronize(device: str) -> None:
 
 def build_model(shape: str) -> str:
     """Save a random multi-query GPTBigCode (weights in bf16 for the full shape) and a tokenizer."""
-    from tests.model_factory import build_tokenizer
     from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
+
+    from tests.model_factory import build_tokenizer
 
     if shape == "santacoder":
         sizes = SANTACODER
@@ -86,7 +87,7 @@ def measure(engine, device: str, repeats: int) -> dict[str, float]:
     figures = {}
     tokens = list(range(10, 10 + 1792))
     for length in (256, 1024, 1792):
-        runs = [time_ms(device, lambda: engine.prefill(engine_new_cache(engine), tokens[:length], 0)) for _ in range(repeats)]
+        runs = [time_ms(device, lambda length=length: engine.prefill(engine_new_cache(engine), tokens[:length], 0)) for _ in range(repeats)]
         figures[f"prefill {length}"] = statistics.median(runs)
     cache = engine_new_cache(engine)
     engine.prefill(cache, tokens[:1024], 0)
@@ -102,7 +103,7 @@ def measure(engine, device: str, repeats: int) -> dict[str, float]:
     for i in range(repeats):
         edited = prefix + "y" * (i + 1)  # one more typed character each time: a one-token edit
         request = CompletionRequest(prefix=edited, max_new_tokens=32, cache_key="doc", ignore_eos=True, token_healing=False)
-        runs.append(time_ms(device, lambda: engine.complete(request)))
+        runs.append(time_ms(device, lambda request=request: engine.complete(request)))
     figures["warm 32-token completion ms"] = statistics.median(runs)
     return figures
 

@@ -39,7 +39,7 @@ from typing import Iterable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.infill_examples import (  # noqa: E402  (re-exported: the benchmark's public names)
+from training.infill_examples import (  # re-exported: the benchmark's public names
     MAX_NEW_TOKENS,
     Example,
     fit_example,

@@ -75,8 +75,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def build_random_model(shape: str) -> str:
-    from tests.model_factory import build_tokenizer
     from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
+
+    from tests.model_factory import build_tokenizer
 
     n_embd, n_layer = (int(x) for x in shape.split("x"))
     tokenizer = build_tokenizer(vocab_size=4096)

@@ -24,47 +24,42 @@ import os
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Sequence
-
-from model_runtime.api import BACKENDS, DEVICES, DTYPES, FIM_ORDERS, QUANTIZATIONS
+from typing import TYPE_CHECKING, Any, Sequence
 
 from . import __version__
-from .settings import Settings, parse_settings
+from .settings import SPECS, Settings, parse_settings
 from .transport import DEFAULT_FRAME_TIMEOUT_S, DEFAULT_MAX_MESSAGE_BYTES
+
+if TYPE_CHECKING:
+    from .client_log import ClientLogHandler
 
 log = logging.getLogger("lsp_server")
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The settings that have a command-line option (``SettingSpec.flag_help``), named, checked
+    and defaulted as in ``lsp_server.settings``, then the log options."""
     group = parser.add_argument_group("model (the client's settings override these)")
-    group.add_argument("--model", help="bundled name ('tiny'), a model directory or a hub id (default: tiny)")
-    group.add_argument("--device", choices=DEVICES)
-    group.add_argument("--dtype", choices=DTYPES)
-    group.add_argument("--quantization", choices=QUANTIZATIONS)
-    group.add_argument("--fim-order", choices=FIM_ORDERS)
-    group.add_argument("--max-new-tokens", type=int, help="multi-line suggestions (default 64)")
-    group.add_argument("--max-new-tokens-single-line", type=int)
-    group.add_argument("--debounce-ms", type=int)
-    group.add_argument("--prefix-ratio", type=float)
-    group.add_argument("--extra-context-tokens", type=int, help="tokens of other files' chunks before the prompt; 0: none (default 256)")
-    group.add_argument("--trust-remote-code", action="store_true", default=None)
-    group.add_argument("--backend", choices=BACKENDS, help="openai: the model runs on an OpenAI-compatible server (vLLM) at --server-url")
-    group.add_argument("--server-url", help="backend openai: the model server, e.g. http://127.0.0.1:8000")
-    group.add_argument("--server-model", help="backend openai: the served model's name (default: what the server serves)")
-    group.add_argument("--api-key-env", help="backend openai: NAME of the environment variable holding the API key")
+    defaults = Settings().to_json()
+    for spec in SPECS:
+        if spec.flag_help is None:
+            continue
+        default = defaults[spec.key]
+        shown = f"(default: {default})" if default not in ("", False) else ""
+        help_text = " ".join(part for part in (spec.flag_help, shown) if part) or None
+        if spec.json_type == "boolean":
+            group.add_argument(spec.flag, action="store_true", default=None, help=help_text)
+        elif spec.choices:
+            group.add_argument(spec.flag, choices=spec.choices, help=help_text)
+        else:
+            kind = {"integer": int, "number": float}.get(spec.json_type, str)
+            group.add_argument(spec.flag, type=kind, help=help_text)
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     parser.add_argument("--log-file", type=Path, help="also append the log to this file")
 
 
 def _settings_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Settings:
-    names = {
-        "model": "model", "device": "device", "dtype": "dtype", "quantization": "quantization",
-        "fim_order": "fimOrder", "max_new_tokens": "maxNewTokens", "max_new_tokens_single_line": "maxNewTokensSingleLine",
-        "debounce_ms": "debounceMs", "prefix_ratio": "prefixRatio", "trust_remote_code": "trustRemoteCode",
-        "backend": "backend", "server_url": "serverUrl", "server_model": "serverModel", "api_key_env": "apiKeyEnv",
-        "extra_context_tokens": "extraContextTokens",
-    }  # fmt: skip
-    raw = {key: getattr(args, name) for name, key in names.items() if getattr(args, name) is not None}
+    raw = {spec.key: getattr(args, spec.attr) for spec in SPECS if spec.flag_help is not None and getattr(args, spec.attr) is not None}
     settings, problems = parse_settings(raw)
     if problems:
         parser.error("; ".join(problems))
@@ -111,7 +106,8 @@ def run_server(argv: Sequence[str]) -> int:
     settings = _settings_from_args(parser, args)
     _configure_logging(args.log_level, args.log_file)
 
-    from .server import ClientLogHandler, create_server
+    from .client_log import ClientLogHandler
+    from .server import create_server
     from .transport import FrameLimits, run_stdio
 
     limits = FrameLimits(max_bytes=int(args.max_message_mb * 2**20), rest_timeout_s=args.frame_timeout_s)
@@ -138,7 +134,7 @@ def _transport_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _serve_tcp(settings: Settings, forward: logging.Handler, host: str, port: int, limits) -> int:
+def _serve_tcp(settings: Settings, forward: ClientLogHandler, host: str, port: int, limits) -> int:
     """One fresh server (documents, settings, engine host) per connection, until SIGINT or
     SIGTERM. The client log follows the current session."""
     import signal
@@ -148,7 +144,7 @@ def _serve_tcp(settings: Settings, forward: logging.Handler, host: str, port: in
 
     def new_session():
         server = create_server(settings)
-        forward.server = server  # type: ignore[attr-defined]
+        forward.server = server
         return server.protocol
 
     def end_session(protocol) -> None:

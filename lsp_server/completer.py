@@ -225,7 +225,7 @@ class Completer:
             # Expected under memory pressure, and the runtime has retried already: one line, no traceback.
             log.warning("completion failed for %s: %s", uri, error)
             return error
-        except Exception as error:  # noqa: BLE001 - a failed completion is logged, never fatal
+        except Exception as error:  # a failed completion is logged, never fatal
             log.exception("completion failed for %s", uri)
             return error
 

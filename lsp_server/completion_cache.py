@@ -54,9 +54,6 @@ class CompletionCache:
     def forget(self, uri: str) -> None:
         self._shown.pop(uri, None)
 
-    def shown(self, uri: str) -> ShownSuggestion | None:
-        return self._shown.get(uri)
-
     def typed_through(
         self, uri: str, text: str, offset: int, model_key: Hashable, base: int = 0, document_chars: int | None = None
     ) -> tuple[ShownSuggestion, str] | None:

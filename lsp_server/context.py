@@ -1,9 +1,9 @@
 """What the model sees around the cursor: token-budgeted prefix/suffix windows, and the
 cursor's shape (single- or multi-line mode, block indentation, rest of line, next line).
 
-Why the windows move in coarse, line-aligned jumps (ARCHITECTURE.md, "Append-only prompts"):
-GPTBigCode has absolute positions, so the KV cache of a prompt is reusable only while the
-prompt's head stays put, so the edges must not move with each keystroke:
+Why the windows move in coarse, line-aligned jumps: GPTBigCode has learned absolute
+positions, so cached KV cannot be shifted and a prompt's KV is reusable only while the
+prompt's head stays put. The window edges therefore must not move with each keystroke:
 
 - prefix start: only *anchor* lines, the first line start at or after each multiple of
   ``step_chars`` counted from the document start, may start the window. Typing at the cursor changes nothing before the cursor, so the start

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from lsprotocol import types
 
@@ -56,7 +56,7 @@ class ContextFeed:
         self._tasks: set[asyncio.Future[Any]] = set()
         self._rescans: dict[str, asyncio.TimerHandle] = {}
 
-    def set_workspace(self, root_uri: str | None, root_path: str | None, folders: list[types.WorkspaceFolder] | None) -> None:
+    def set_workspace(self, root_uri: str | None, root_path: str | None, folders: Sequence[types.WorkspaceFolder] | None) -> None:
         self.roots = workspace_roots(root_uri, root_path, [folder.uri for folder in folders or ()])
         self.store.roots = tuple(str(root) for root in self.roots)
 
@@ -111,7 +111,7 @@ class ContextFeed:
     async def _add_imports(self, path: Path, text: str, language_id: str) -> None:
         try:
             files = await asyncio.to_thread(read_imported_files, path, text, self.roots, language_id=language_id)
-        except Exception:  # noqa: BLE001 - context is a nicety: never let it fail a request
+        except Exception:  # context is a nicety: never let it fail a request
             log.exception("reading the files %s imports failed", path)
             return
         for file_path, content in files:  # a header of a C++ file is "c", a .js file of a .ts one "javascript"

@@ -85,14 +85,13 @@ def _split(text: str) -> list[str]:
 class Document:
     """One open text document. Mutated only on the event loop (didOpen/didChange).
 
-    ``version`` is the client's version as sent; ``revision`` is the store's own counter,
-    which only grows (see ``DocumentStore``)."""
+    ``version`` is the client's version as sent. Whether an answer is still for the latest
+    text is decided by ``scheduler.LatestWins`` (an edit supersedes), not by versions."""
 
-    def __init__(self, uri: str, text: str, version: int = 0, language_id: str = "", revision: int = 0):
+    def __init__(self, uri: str, text: str, version: int = 0, language_id: str = ""):
         self.uri = uri
         self.version = version
         self.language_id = language_id
-        self.revision = revision
         self._eol: str | None = None
         self._set_text(text)
 
@@ -249,22 +248,13 @@ class Document:
 
 
 class DocumentStore:
-    """The server's open documents, keyed by URI.
-
-    Each open and change gives its document the next ``revision`` of the store (never reused,
-    not even after a close and a reopen), so "is this still the text the answer was computed
-    for" is a comparison that an out-of-order client version cannot fool."""
+    """The server's open documents, keyed by URI."""
 
     def __init__(self) -> None:
         self._documents: dict[str, Document] = {}
-        self._revisions = 0
-
-    def _next_revision(self) -> int:
-        self._revisions += 1
-        return self._revisions
 
     def open(self, item: types.TextDocumentItem) -> Document:
-        document = Document(item.uri, item.text, item.version, item.language_id, self._next_revision())
+        document = Document(item.uri, item.text, item.version, item.language_id)
         self._documents[item.uri] = document
         return document
 
@@ -275,7 +265,8 @@ class DocumentStore:
         version = params.text_document.version
         if version <= document.version:
             # A client bug (LSP versions only grow). The change is still applied, so the text
-            # stays what the client has; answers computed before it are dropped (revision).
+            # stays what the client has; answers computed before it are dropped (the
+            # didChange handler supersedes them, scheduler.LatestWins).
             log.warning(
                 "didChange for %s has version %d, not newer than %d: applied anyway (the client's text wins); "
                 "suggestions computed before it are dropped",
@@ -284,7 +275,6 @@ class DocumentStore:
         for change in params.content_changes:
             document.apply_change(change, encoding)
         document.version = version
-        document.revision = self._next_revision()
         return document
 
     def close(self, uri: str) -> None:
@@ -299,7 +289,3 @@ class DocumentStore:
     def version(self, uri: str) -> int | None:
         document = self._documents.get(uri)
         return None if document is None else document.version
-
-    def revision(self, uri: str) -> int | None:
-        document = self._documents.get(uri)
-        return None if document is None else document.revision

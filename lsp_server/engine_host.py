@@ -51,7 +51,7 @@ class EngineHost:
                 engine = self._loader(options, progress)
             except ModelLoadError as error:
                 loop.call_soon_threadsafe(_settle, done, None, str(error))
-            except Exception as error:  # noqa: BLE001 - a failed load must never take the server down
+            except Exception as error:  # a failed load must never take the server down
                 log.exception("model load failed")
                 loop.call_soon_threadsafe(_settle, done, None, f"could not load {options.model!r}: {type(error).__name__}: {error}")
             else:

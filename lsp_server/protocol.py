@@ -23,6 +23,9 @@ client waited forever), logged a traceback instead of the problem, and showed th
 coerced ``"text": null`` into the text ``"None"``. Unknown ``$/`` notifications are ignored
 silently, as LSP allows; ``exit`` stops the transport with the exit code LSP asks for (0 after
 ``shutdown``, else 1) instead of raising ``SystemExit`` inside a handler.
+
+This class overrides and reads private members of pygls' protocol; every one is listed in
+``lsp_server.pygls_internals`` (pygls is pinned to that minor version, and a test checks them).
 """
 
 from __future__ import annotations
@@ -223,13 +226,13 @@ def _leaf_errors(error: BaseException, path: str):
     if isinstance(error, (cattrs.ClassValidationError, cattrs.IterableValidationError)):
         with_notes, others = error.group_exceptions()
         for sub, note in with_notes:  # a field's name, or an item's index
-            step = f".{note.name}" if isinstance(error, cattrs.ClassValidationError) else f"[{note.index}]"
+            step = f".{note.name}" if isinstance(note, cattrs.AttributeValidationNote) else f"[{note.index}]"
             yield from _leaf_errors(sub, path + step)
         for sub in others:
             yield from _leaf_errors(sub, path)
     elif isinstance(error, BaseExceptionGroup):
-        for sub in error.exceptions:
-            yield from _leaf_errors(sub, path)
+        for member in error.exceptions:
+            yield from _leaf_errors(member, path)
     else:
         yield path, error
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from model_runtime.api import BACKENDS, DEVICES, DTYPES, FIM_ORDERS, QUANTIZATIONS, LoadOptions
 
@@ -92,7 +92,7 @@ class Settings:
         return max(self.max_new_tokens, self.max_new_tokens_single_line)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {spec.key: getattr(self, spec.attr) for spec in _SPECS if spec.attr != "languages"}
+        out: dict[str, Any] = {spec.key: getattr(self, spec.attr) for spec in SPECS if spec.attr != "languages"}
         enable: dict[str, bool] = {"*": self.languages_default}
         enable.update(dict(self.languages))
         out["enable"] = enable
@@ -126,16 +126,13 @@ def _integer(low: int, high: int) -> Callable[[Any], int]:
     return parse
 
 
-def _ratio(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.05 <= value <= 0.95:
-        raise ValueError("a number from 0.05 to 0.95")
-    return float(value)
+def _real(low: float, high: float) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise ValueError(f"a number from {low:g} to {high:g}")
+        return float(value)
 
-
-def _probability(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError("a number from 0 to 1")
-    return float(value)
+    return parse
 
 
 def _boolean(value: Any) -> bool:
@@ -181,39 +178,68 @@ def _env_name(value: Any) -> str:
     return value.strip()
 
 
+JsonType = Literal["string", "integer", "number", "boolean", "object"]
+
+
 @dataclass(frozen=True)
-class _Spec:
+class SettingSpec:
+    """One setting, the single source of what is said about it: its JSON name, its
+    ``Settings`` field (whose default is the default everywhere), how a value is checked, and
+    what the editor's manifest and the command line show. ``vscode-extension/package.json``
+    must agree (type, default, enum, minimum/maximum): a unit test compares them."""
+
     key: str  # JSON name (camelCase, as in the editor's settings)
     attr: str
     parse: Callable[[Any], Any] = field(repr=False)
+    json_type: JsonType
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    flag_help: str | None = None  # a command-line option ``--attr-with-dashes`` with this help; None: none
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.attr.replace("_", "-")
 
 
-_SPECS = (
-    _Spec("model", "model", _string),
-    _Spec("device", "device", _choice(DEVICES)),
-    _Spec("dtype", "dtype", _choice(DTYPES)),
-    _Spec("quantization", "quantization", _choice(QUANTIZATIONS)),
-    _Spec("trustRemoteCode", "trust_remote_code", _boolean),
-    _Spec("kvCacheMb", "kv_cache_mb", _integer(0, 1 << 20)),
-    _Spec("fimOrder", "fim_order", _choice(FIM_ORDERS)),
-    _Spec("maxNewTokens", "max_new_tokens", _integer(1, 1024)),
-    _Spec("maxNewTokensSingleLine", "max_new_tokens_single_line", _integer(1, 1024)),
-    _Spec("debounceMs", "debounce_ms", _integer(0, 5000)),
-    _Spec("prefixRatio", "prefix_ratio", _ratio),
-    _Spec("minConfidence", "min_confidence", _probability),
-    _Spec("minTokenConfidence", "min_token_confidence", _probability),
-    _Spec("enable", "languages", _languages),
-    _Spec("completionItems", "completion_items", _choice(COMPLETION_ITEM_MODES)),
-    _Spec("extraContextTokens", "extra_context_tokens", _integer(0, 1 << 16)),
-    _Spec("backend", "backend", _choice(BACKENDS)),
-    _Spec("serverUrl", "server_url", _server_url),
-    _Spec("serverModel", "server_model", _text),
-    _Spec("apiKeyEnv", "api_key_env", _env_name),
-    _Spec("requestTimeoutMs", "request_timeout_ms", _integer(100, 600_000)),
-    _Spec("connectTimeoutMs", "connect_timeout_ms", _integer(100, 60_000)),
+def _one_of(key: str, attr: str, options: tuple[str, ...], flag_help: str | None = None) -> SettingSpec:
+    return SettingSpec(key, attr, _choice(options), "string", choices=options, flag_help=flag_help)
+
+
+def _whole(key: str, attr: str, low: int, high: int, flag_help: str | None = None) -> SettingSpec:
+    return SettingSpec(key, attr, _integer(low, high), "integer", minimum=low, maximum=high, flag_help=flag_help)
+
+
+def _fraction(key: str, attr: str, low: float, high: float, flag_help: str | None = None) -> SettingSpec:
+    return SettingSpec(key, attr, _real(low, high), "number", minimum=low, maximum=high, flag_help=flag_help)
+
+
+SPECS: tuple[SettingSpec, ...] = (
+    SettingSpec("model", "model", _string, "string", flag_help="bundled name ('tiny'), a model directory or a hub id"),
+    _one_of("device", "device", DEVICES, flag_help=""),
+    _one_of("dtype", "dtype", DTYPES, flag_help=""),
+    _one_of("quantization", "quantization", QUANTIZATIONS, flag_help=""),
+    SettingSpec("trustRemoteCode", "trust_remote_code", _boolean, "boolean", flag_help=""),
+    _whole("kvCacheMb", "kv_cache_mb", 0, 1 << 20),
+    _one_of("fimOrder", "fim_order", FIM_ORDERS, flag_help=""),
+    _whole("maxNewTokens", "max_new_tokens", 1, 1024, flag_help="multi-line suggestions"),
+    _whole("maxNewTokensSingleLine", "max_new_tokens_single_line", 1, 1024, flag_help=""),
+    _whole("debounceMs", "debounce_ms", 0, 5000, flag_help=""),
+    _fraction("prefixRatio", "prefix_ratio", 0.05, 0.95, flag_help=""),
+    _fraction("minConfidence", "min_confidence", 0.0, 1.0),
+    _fraction("minTokenConfidence", "min_token_confidence", 0.0, 1.0),
+    SettingSpec("enable", "languages", _languages, "object"),
+    _one_of("completionItems", "completion_items", COMPLETION_ITEM_MODES),
+    _whole("extraContextTokens", "extra_context_tokens", 0, 1 << 16, flag_help="tokens of other files' chunks before the prompt; 0: none"),
+    _one_of("backend", "backend", BACKENDS, flag_help="openai: the model runs on an OpenAI-compatible server (vLLM) at --server-url"),
+    SettingSpec("serverUrl", "server_url", _server_url, "string", flag_help="backend openai: the model server"),
+    SettingSpec("serverModel", "server_model", _text, "string", flag_help="backend openai: the served model's name (default: what the server serves)"),
+    SettingSpec("apiKeyEnv", "api_key_env", _env_name, "string", flag_help="backend openai: NAME of the environment variable holding the API key"),
+    _whole("requestTimeoutMs", "request_timeout_ms", 100, 600_000),
+    _whole("connectTimeoutMs", "connect_timeout_ms", 100, 60_000),
 )
-_BY_KEY = {spec.key: spec for spec in _SPECS}
-assert {spec.attr for spec in _SPECS} | {"languages_default"} == {f.name for f in fields(Settings)}
+_BY_KEY = {spec.key: spec for spec in SPECS}
+assert {spec.attr for spec in SPECS} | {"languages_default"} == {f.name for f in fields(Settings)}
 
 
 _JSON_NAMES = {str: "a string", int: "a number", float: "a number", bool: "a boolean", list: "an array", dict: "an object"}

@@ -27,10 +27,10 @@ that connects while another is served gets a JSON-RPC error and is closed.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
-import json
 import threading
 from dataclasses import dataclass
 from typing import Awaitable, Callable
@@ -154,7 +154,7 @@ async def serve(protocol: SantaCoderProtocol, reader: asyncio.StreamReader, writ
                 return 0
             try:
                 protocol.receive(body)
-            except Exception:  # noqa: BLE001 - one bad message must not end the session
+            except Exception:  # one bad message must not end the session
                 log.exception("could not handle a message from the client")
         return protocol.exit_code
     finally:
@@ -272,7 +272,7 @@ def run_tcp(
             try:
                 code = await serve(protocol, reader, ClientWriter(send, writer.close), limits)
                 log.info("session with %s ended (exit code %d); listening for the next client", current[0], code)
-            except Exception:  # noqa: BLE001 - one session's failure must not stop the listener
+            except Exception:  # one session's failure must not stop the listener
                 log.exception("the session with %s failed; listening for the next client", current[0])
             except asyncio.CancelledError:  # the server is stopping; asyncio would log a traceback for it
                 log.info("stopping: closed the session with %s", current[0])

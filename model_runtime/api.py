@@ -18,6 +18,15 @@ DTYPES: tuple[str, ...] = ("auto", "bf16", "fp16", "fp32")
 FIM_ORDERS: tuple[str, ...] = ("psm", "spm")
 BACKENDS: tuple[str, ...] = ("inprocess", "openai")  # openai: a client of an OpenAI-compatible server (vLLM)
 
+
+def check_fim_order(order: object) -> FimOrder:
+    """``order`` if it is one of ``FIM_ORDERS``, else ``ValueError`` saying what to use: the
+    one check of a FIM order (the engines call it per request, the loaders per load, the
+    layout once more for direct callers such as training)."""
+    if order not in FIM_ORDERS:
+        raise ValueError(f"unknown FIM order {order!r}: use " + " or ".join(repr(o) for o in FIM_ORDERS))
+    return order  # type: ignore[return-value]
+
 # Called with the full text generated so far (after every decoded token). Return None to go
 # on, or a character index: the result is cut to text[:index] and decoding stops.
 StopCallback = Callable[[str], "int | None"]

@@ -11,7 +11,7 @@ from transformers import DynamicCache
 
 
 @functools.lru_cache(maxsize=None)
-def _cache_argument_of(model_class: type) -> str:
+def _cache_argument_of(model_class: type[torch.nn.Module]) -> str:
     parameters = inspect.signature(model_class.forward).parameters
     return "cache" if "cache" in parameters else "past_key_values"
 
@@ -22,7 +22,7 @@ def cache_argument(model) -> str:
     transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns and is to be
     removed in 5.40); the project supports both sides of the rename.
     """
-    return _cache_argument_of(type(model))
+    return _cache_argument_of(type(model))  # type: ignore[arg-type]  # mypy 2.4 finds type[Any] not Hashable
 
 
 def forward_step(model, ids: torch.Tensor, positions: torch.Tensor, cache: DynamicCache) -> torch.Tensor:

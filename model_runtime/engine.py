@@ -22,8 +22,8 @@ from typing import Sequence
 import torch
 from transformers import DynamicCache
 
+from . import static_decode
 from .api import (
-    FIM_ORDERS,
     CancelFlag,
     CompletionOOMError,
     CompletionRequest,
@@ -35,6 +35,7 @@ from .api import (
     ProgressCallback,
     StopCallback,
     StopReason,
+    check_fim_order,
 )
 from .decode import constrain, forward_step, sample
 from .fast_decode import GreedyDecoder
@@ -42,7 +43,6 @@ from .fim import FimTokens, find_fim_tokens
 from .kv_cache import KVSlotStore
 from .loader import _is_out_of_memory, load_model
 from .prompt import FIM_SENTINEL_TOKENS, HealingGuide, Prompt, PromptBuilder
-from . import static_decode
 from .static_decode import StaticGPTBigCode
 from .vocabulary import TextStream, TokenTable
 
@@ -202,9 +202,7 @@ class Engine:
     ) -> CompletionResult:
         start_ms = _now_ms()
         deadline_ms = start_ms + request.timeout_ms if request.timeout_ms is not None else None
-        order = request.fim_order or self.info.fim_order
-        if order not in FIM_ORDERS:
-            raise ValueError(f"unknown FIM order {order!r}: use 'psm' or 'spm'")
+        order = check_fim_order(request.fim_order or self.info.fim_order)
         if not self._acquire(cancel, deadline_ms):
             reason = StopReason.CANCELLED if cancel is not None and cancel.is_set() else StopReason.DEADLINE
             return CompletionResult("", reason, CompletionStats(queue_ms=_now_ms() - start_ms))
@@ -359,6 +357,7 @@ class Engine:
 
         The decoder keeps ``history`` equal to what the cache holds at every token it yields, so
         stopping anywhere (stop rules, cancellation, deadline) leaves a cache that can be stored."""
+        assert self.fast is not None  # only called when the engine has the fast decoder
         history = run.cached_ids()
         for token_id, logprob in self.fast.tokens(cache, history, first, ban_stops=run.request.ignore_eos, extra=extra):
             run.fed = len(history)
@@ -390,8 +389,10 @@ def choose_threads(requested: int) -> int:
 
 def load_engine(options: LoadOptions = LoadOptions(), progress: ProgressCallback | None = None) -> Engine:
     """Load a model and return a ready engine. Raises ``ModelLoadError`` with an actionable line."""
-    if options.fim_order not in FIM_ORDERS:
-        raise ModelLoadError(f"unknown FIM order {options.fim_order!r}: choose 'psm' or 'spm'")
+    try:
+        check_fim_order(options.fim_order)
+    except ValueError as error:
+        raise ModelLoadError(str(error)) from None
     if options.kv_cache_bytes < 0:
         raise ModelLoadError("kv_cache_bytes must be zero or more")
     threads = choose_threads(options.threads)
@@ -404,7 +405,7 @@ def load_engine(options: LoadOptions = LoadOptions(), progress: ProgressCallback
         torch.set_num_threads(1)
     fim = find_fim_tokens(tokenizer.get_vocab(), options.fim_tokens)
     config = model.config
-    context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", 2048)
+    context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 2048
     info = ModelInfo(
         name=options.model,
         device=device,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from .api import FimOrder, ModelLoadError
+from .api import FimOrder, ModelLoadError, check_fim_order
 
 # (prefix, middle, suffix) sentinel names of the model families we know.
 KNOWN_FIM_FAMILIES: tuple[tuple[str, str, str], ...] = (
@@ -18,7 +18,6 @@ KNOWN_FIM_FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("<fim_prefix>", "<fim_middle>", "<fim_suffix>"),  # StarCoder, StarCoder2
     ("<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>"),  # Qwen2.5-Coder, DeepSeek-style
 )
-KNOWN_PAD_NAMES = ("<fim-pad>", "<fim_pad>", "<|fim_pad|>")
 
 
 @dataclass(frozen=True)
@@ -36,11 +35,9 @@ class FimTokens:
         ``context_ids`` (extra context from other files) go first, before every sentinel: they
         change only when the chosen context changes, so their KV stays reusable while typing.
         """
-        if order == "psm":
+        if check_fim_order(order) == "psm":
             return [*context_ids, self.prefix_id, *prefix_ids, self.suffix_id, *suffix_ids, self.middle_id]
-        if order == "spm":
-            return [*context_ids, self.prefix_id, self.suffix_id, *suffix_ids, self.middle_id, *prefix_ids]
-        raise ValueError(f"unknown FIM order {order!r}: use 'psm' or 'spm'")
+        return [*context_ids, self.prefix_id, self.suffix_id, *suffix_ids, self.middle_id, *prefix_ids]
 
 
 def find_fim_tokens(vocab: Mapping[str, int], override: tuple[str, str, str] | None = None) -> FimTokens:
@@ -48,8 +45,9 @@ def find_fim_tokens(vocab: Mapping[str, int], override: tuple[str, str, str] | N
     families = (override,) if override else KNOWN_FIM_FAMILIES
     for names in families:
         if all(name in vocab for name in names):
-            prefix, middle, suffix = (vocab[name] for name in names)
-            return FimTokens(prefix_id=prefix, middle_id=middle, suffix_id=suffix, names=tuple(names))
+            prefix_name, middle_name, suffix_name = names
+            names = (prefix_name, middle_name, suffix_name)  # a tuple even when the override came as a list
+            return FimTokens(prefix_id=vocab[prefix_name], middle_id=vocab[middle_name], suffix_id=vocab[suffix_name], names=names)
     if override:
         missing = [name for name in override if name not in vocab]
         raise ModelLoadError(f"FIM tokens {missing} are not in the tokenizer's vocabulary: fix the fim_tokens setting")

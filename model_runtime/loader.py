@@ -92,8 +92,8 @@ def _quantization_config(quantization: str, dtype: torch.dtype):
     if quantization == "none":
         return None
     try:
-        from transformers import BitsAndBytesConfig
         import bitsandbytes  # noqa: F401  (fail here, with a clear message, not deep inside loading)
+        from transformers import BitsAndBytesConfig
     except ImportError as error:
         raise ModelLoadError(f"quantization {quantization!r} needs bitsandbytes: pip install 'bitsandbytes>=0.50' ({error})") from error
     if quantization == "int8":
@@ -252,7 +252,8 @@ def _one_line(error: BaseException, limit_chars: int = 300) -> str:
 
 
 def load_model(options: LoadOptions, progress: ProgressCallback | None = None):
-    """Load (model, tokenizer, device, dtype). Raises ModelLoadError for anything a user can fix."""
+    """Load (model, tokenizer, device, dtype, source): ``source`` is where the model was found
+    (``ModelSource``). Raises ModelLoadError for anything a user can fix."""
     report = progress or (lambda stage, fraction: None)
     report("resolving model", 0.0)
     source = resolve_source(options.model)
@@ -281,7 +282,7 @@ def load_model(options: LoadOptions, progress: ProgressCallback | None = None):
             model = model.to(device)
     except ModelLoadError:
         raise
-    except Exception as error:  # noqa: BLE001 - every loading failure becomes one actionable line
+    except Exception as error:  # every loading failure becomes one actionable line
         if _is_out_of_memory(error):
             raise ModelLoadError(
                 f"not enough memory to load {options.model!r} on {device}: try quantization 'nf4' or 'int8', "
@@ -310,7 +311,7 @@ def load_tokenizer(options: LoadOptions):
         common["local_files_only"] = True
     try:
         return AutoTokenizer.from_pretrained(source.location, **common), source
-    except Exception as error:  # noqa: BLE001 - every loading failure becomes one actionable line
+    except Exception as error:  # every loading failure becomes one actionable line
         if source.kind == "hub" and isinstance(error, (OSError, ConnectionError)):
             raise ModelLoadError(_hub_message(source, error)) from error
         if "trust_remote_code" in str(error):

@@ -39,7 +39,6 @@ from dataclasses import replace
 from typing import Any, Sequence
 
 from .api import (
-    FIM_ORDERS,
     CancelFlag,
     CompletionRequest,
     CompletionResult,
@@ -51,6 +50,7 @@ from .api import (
     ProgressCallback,
     StopCallback,
     StopReason,
+    check_fim_order,
 )
 from .fim import FimTokens, find_fim_tokens
 from .openai_decoding import WATCH_INTERVAL_S, Decoding, Watchdog
@@ -133,9 +133,7 @@ class OpenAIEngine:
     def complete(self, request: CompletionRequest, *, stop: StopCallback | None = None, cancel: CancelFlag | None = None) -> CompletionResult:
         start_ms = _now_ms()
         deadline_ms = start_ms + (request.timeout_ms if request.timeout_ms is not None else self.request_timeout_ms)
-        order = request.fim_order or self.info.fim_order
-        if order not in FIM_ORDERS:
-            raise ValueError(f"unknown FIM order {order!r}: use 'psm' or 'spm'")
+        order = check_fim_order(request.fim_order or self.info.fim_order)
         if cancel is not None and cancel.is_set():
             return CompletionResult("", StopReason.CANCELLED)
         self._raise_if_backing_off()
@@ -370,7 +368,7 @@ class OpenAIEngine:
     def describe(self) -> dict[str, Any]:
         """For ``santacoder/stats``: where the server is and how it does; never the key."""
         with self._state_lock:
-            counters = dict(self.counters)
+            counters: dict[str, float] = dict(self.counters)
             out: dict[str, Any] = {
                 "backend": "openai",
                 "url": self.endpoint.display,

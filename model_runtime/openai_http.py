@@ -281,7 +281,7 @@ def _send(pool: ConnectionPool, method: str, path: str, body: dict[str, Any] | N
         try:
             if connection.sock is None:
                 connection.connect()
-                connection.sock.settimeout(endpoint.read_timeout_s)
+                connection.sock.settimeout(endpoint.read_timeout_s)  # type: ignore[attr-defined]  # connect() set it
             connected = True
             cutter.attach(connection)
             if cutter.reason is not None:

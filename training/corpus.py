@@ -111,7 +111,8 @@ def collect_stdlib(root: Path = STDLIB_DIR) -> list[Document]:
 
 def split_documents(documents: Iterable[Document]) -> tuple[list[Document], list[Document]]:
     """(training, held-out): standard-library files by ``is_heldout``, package files all training; order is kept."""
-    training, heldout = [], []
+    training: list[Document] = []
+    heldout: list[Document] = []
     for document in documents:
         held = document.source == STDLIB_SOURCE and is_heldout(document.path)
         (heldout if held else training).append(document)
@@ -462,10 +463,11 @@ def _describe(documents: Sequence[Document]) -> str:
 
 
 def _print_stats(documents: Sequence[Document], report: FilterReport | None, with_tokens: bool) -> None:
-    tokens = Counter()
+    tokens: Counter[str] = Counter()
     if with_tokens:
-        from .checkpoint import tokenizer_from_json
         from model_runtime.loader import BUNDLED_DIR
+
+        from .checkpoint import tokenizer_from_json
 
         tokenizer = tokenizer_from_json((BUNDLED_DIR / "tiny" / "tokenizer.json").read_text(encoding="utf-8"))
         tokens = count_tokens_by_source(split_documents(documents)[0], tokenizer)

@@ -7,9 +7,10 @@ before them, M is the lines without their last newline, S starts with that newli
 at the start of a line, as in the single-line infilling benchmark). A 4 M model trained on
 random splits alone for 6 M tokens almost never completed a line at line start (exact match
 0.001), because a random middle is on average a third of the window and rarely starts at a line
-start. The three pieces are tokenized separately (as the runtime tokenizes the prefix and the
-suffix separately, so split points inside a token are seen in training too) and laid out by
-``model_runtime.fim.FimTokens.layout``, followed by the middle and end of text:
+start. The three pieces are tokenized separately, as the runtime tokenizes its prefix and
+suffix separately: a split point inside what would be one token then looks in training as it
+does when serving. They are laid out by ``model_runtime.fim.FimTokens.layout``, followed by
+the middle and end of text:
 
     PSM: <fim-prefix> P <fim-suffix> S <fim-middle> M <|endoftext|>
     SPM: <fim-prefix> <fim-suffix> S <fim-middle> P M <|endoftext|>   (SantaCoder's SPM variant)
@@ -35,6 +36,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
+from model_runtime.api import FimOrder
 from model_runtime.fim import FimTokens
 
 from .tokenizer import END_OF_TEXT, FIM_MIDDLE, FIM_PAD, FIM_PREFIX, FIM_SUFFIX
@@ -103,7 +105,8 @@ def split_at_lines(text: str, rng: random.Random, max_lines: int = 3) -> tuple[s
     The prefix ends with the newline before the middle (or is empty), the middle has no final
     newline and the suffix starts with it (or is empty at the end of the text).
     """
-    starts, blank = [], []  # where each line starts, and whether it is blank
+    starts: list[int] = []  # where each line starts
+    blank: list[bool] = []  # and whether it is blank
     position = 0
     for line in text.split("\n"):
         if position < len(text) or not starts:
@@ -160,17 +163,16 @@ def layout_fim(
     prefix: Sequence[int],
     middle: Sequence[int],
     suffix: Sequence[int],
-    order: SampleKind,
+    order: FimOrder,
     context: Sequence[int] = (),
 ) -> list[int]:
-    """Token ids of one FIM sample in ``order`` ("psm" or "spm"), ending with end of text.
+    """Token ids of one FIM sample in ``order`` ("psm" or "spm"; the layout raises
+    ``ValueError`` for anything else), ending with end of text.
 
     The prompt part is the runtime's own ``FimTokens.layout`` (``context`` ids first), so
     training and serving can never disagree on where the sentinels go; the middle and end of
     text follow it.
     """
-    if order not in ("psm", "spm"):
-        raise ValueError(f"not a FIM order: {order!r}")
     return [*ids.fim.layout(prefix, suffix, order, context_ids=context), *middle, ids.end_of_text]
 
 

@@ -192,10 +192,6 @@ def learning_rate(step: int, args: TrainArgs) -> float:
     return floor + (args.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def prepare_tokenizer(args: TrainArgs, training_texts: list[str]):
-    return train_tokenizer(training_texts, args.vocab_size)
-
-
 def train_step(
     model, optimizer, batch: tuple[torch.Tensor, torch.Tensor], device, lr: float, args: TrainArgs,
     autocast: torch.dtype | None = None,
@@ -310,7 +306,7 @@ def _start(args: TrainArgs, resume: bool, given: set[str]) -> tuple[TrainArgs, _
         _log(f"starting from the weights of {init_dir}")
     else:
         _log(f"training a {args.vocab_size}-token BPE on {len(documents)} files")
-        tokenizer = prepare_tokenizer(args, [document.text for document in documents])
+        tokenizer = train_tokenizer([document.text for document in documents], args.vocab_size)
     mix = SampleMix(
         args.plain_rate, args.psm_rate, args.spm_rate, args.line_fim_rate, args.rest_of_line_rate, args.context_rate
     )
@@ -373,8 +369,8 @@ def _train_loop(session: _Session, args: TrainArgs, run_dir: Path) -> Path | Non
     return path
 
 
-def run(args: TrainArgs, resume: bool, given: set[str] | None = None) -> Path:
-    """Train (or resume) into ``args.out``; returns the final checkpoint path.
+def run(args: TrainArgs, resume: bool, given: set[str] | None = None) -> Path | None:
+    """Train (or resume) into ``args.out``; returns the final checkpoint path (None: none was written).
 
     On resume the saved arguments win, except those in ``given`` (explicit flags) that may change.
     """

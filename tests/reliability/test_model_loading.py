@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from model_runtime import CompletionRequest, LoadOptions, ModelLoadError, load_engine
-from model_runtime import loader
+from model_runtime import CompletionRequest, LoadOptions, ModelLoadError, load_engine, loader
 from tests.reliability.rawclient import free_port
 
 HUB_ID = "bigcode/gpt_bigcode-santacoder"

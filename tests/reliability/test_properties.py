@@ -21,11 +21,11 @@ and whenever requests settle:
 from __future__ import annotations
 
 import bisect
+import concurrent.futures
 import hashlib
 import itertools
 import os
 import re
-import concurrent.futures
 from dataclasses import dataclass
 
 import pytest

@@ -35,7 +35,8 @@ def custom_code_model(tmp_path) -> tuple[Path, Path]:
     }
     (model / "config.json").write_text(json.dumps(config), encoding="utf-8")
     payload = f"import pathlib\npathlib.Path({str(marker)!r}).write_text(__name__)\n"
-    (model / "configuration_marker.py").write_text(payload + "from transformers import PretrainedConfig\n\nclass MarkerConfig(PretrainedConfig):\n    model_type = 'santacoder_custom_marker'\n", encoding="utf-8")
+    config_class = "from transformers import PretrainedConfig\n\nclass MarkerConfig(PretrainedConfig):\n    model_type = 'santacoder_custom_marker'\n"
+    (model / "configuration_marker.py").write_text(payload + config_class, encoding="utf-8")
     (model / "modeling_marker.py").write_text(payload, encoding="utf-8")
     return model, marker
 

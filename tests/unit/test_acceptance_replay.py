@@ -3,6 +3,7 @@ and one replay through the real server with the scripted engine."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import sys
 from pathlib import Path
@@ -139,7 +140,7 @@ def test_side_spec_parses_name_tree_and_settings(tmp_path):
     assert side.name == "after" and side.tree == tmp_path and side.settings == {"minConfidence": -1.5, "x": "a:b"}
     assert replay.parse_side(f"before={tmp_path}").settings == {}
     for bad in ("nothing", f"x={tmp_path}:[1]", f"x={tmp_path}:{{", f"x={tmp_path / 'missing'}"):
-        with pytest.raises(Exception):
+        with pytest.raises(argparse.ArgumentTypeError):
             replay.parse_side(bad)
 
 

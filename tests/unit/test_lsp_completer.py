@@ -8,12 +8,11 @@ import math
 
 import pytest
 
-from model_runtime.api import LoadOptions
-
 from lsp_server.completer import Completer
 from lsp_server.engine_host import EngineHost
 from lsp_server.settings import Settings
 from lsp_server.stats import ServerStats
+from model_runtime.api import LoadOptions
 from tests.fakes import FakeEngine, Rule
 
 SETTINGS = Settings(debounce_ms=0)

@@ -3,12 +3,11 @@ prompt fits the runtime's budget, and the block reaches the request."""
 
 from __future__ import annotations
 
-from model_runtime.api import LoadOptions
-
 from lsp_server.completer import Completer
 from lsp_server.engine_host import EngineHost
 from lsp_server.settings import Settings
 from lsp_server.stats import ServerStats
+from model_runtime.api import LoadOptions
 from tests.fakes import FakeEngine
 
 HELPER = "".join(f"def helper_{i}(value):\n    doubled = value * 2\n    tripled = value * 3\n    return doubled + tripled\n\n" for i in range(40))

@@ -101,7 +101,7 @@ def test_property_one_keystroke_changes_only_the_tail(lines, line_index, typed, 
     offset = sum(len(line) + len(eol) for line in lines[:line_index]) + len(lines[line_index])
     budget = plan_budget(77, 0.75)
     before = extract_windows(text, offset, budget, COUNTER)
-    for windows, current, _ in type_text(text, offset, typed.replace("\n", eol), budget):
+    for windows, _current, _ in type_text(text, offset, typed.replace("\n", eol), budget):
         assert windows.prefix_tokens <= budget.prefix_tokens + budget.suffix_tokens - windows.suffix_tokens
         assert windows.suffix == before.suffix
         assert "\r" not in windows.prefix + windows.suffix  # line breaks are normalized

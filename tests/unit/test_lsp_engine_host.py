@@ -6,10 +6,10 @@ import asyncio
 import time
 
 import pytest
-from model_runtime.api import LoadOptions, ModelLoadError
 
 from lsp_server.engine_adapter import FAKE_ENGINE_ENV, load_completion_engine
 from lsp_server.engine_host import EngineHost
+from model_runtime.api import LoadOptions, ModelLoadError
 from tests.fakes import FakeEngine
 
 

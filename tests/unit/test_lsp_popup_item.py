@@ -1,6 +1,6 @@
 from lsprotocol import types
 
-from lsp_server.server import popup_edit_text
+from lsp_server.completion_items import popup_edit_text
 
 SNIPPET, PLAIN = types.InsertTextFormat.Snippet, types.InsertTextFormat.PlainText
 

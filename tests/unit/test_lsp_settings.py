@@ -60,7 +60,7 @@ def test_a_section_that_is_not_an_object_is_refused_with_the_shape_expected():
     for value, kind in (("tiny", "a string"), ([1], "an array"), (3, "a number")):
         settings, problems = parse_settings({"santacoder": value}, base)
         assert settings == base
-        assert len(problems) == 1 and f'"santacoder" settings must be an object such as' in problems[0] and kind in problems[0]
+        assert len(problems) == 1 and '"santacoder" settings must be an object such as' in problems[0] and kind in problems[0]
     assert parse_settings({"santacoder": None, "maxNewTokens": 8}, base)[0].max_new_tokens == 8  # null: flat settings
 
 

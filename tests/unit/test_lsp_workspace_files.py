@@ -13,7 +13,14 @@ from lsprotocol import types
 from lsp_server.context_feed import ContextFeed
 from lsp_server.context_store import ContextStore
 from lsp_server.workspace_files import (
-    c_includes, has_imports, import_files, javascript_imports, python_import_files, python_imports, read_imported_files, read_inside,
+    c_includes,
+    has_imports,
+    import_files,
+    javascript_imports,
+    python_import_files,
+    python_imports,
+    read_imported_files,
+    read_inside,
     workspace_roots,
 )  # fmt: skip
 

@@ -2,10 +2,10 @@ import threading
 
 import pytest
 import torch
+from transformers import DynamicCache
 
 from model_runtime import CompletionRequest, StopReason
 from model_runtime.decode import forward_tokens
-from transformers import DynamicCache
 
 SOURCE = '''import os
 
@@ -184,8 +184,12 @@ def test_token_healing_constrains_the_first_token(engine):
 
 
 def test_no_healing_when_the_last_token_cannot_be_extended(engine):
-    result = engine.complete(_request(SOURCE, token_healing=False))
-    assert result.stats.healed_chars == 0
+    prefix = SOURCE + "        return"
+    last = engine.table.bytes_of[engine.tokenize(prefix)[-1]]
+    assert not last.isspace() and engine.table.ids_starting_with(last) == [engine.tokenize(prefix)[-1]], "pick a prefix whose last token no other token extends"
+    healed = engine.complete(_request(prefix))  # healing on, as by default
+    assert healed.stats.healed_chars == 0
+    assert healed.text == engine.complete(_request(prefix, token_healing=False)).text  # the same prompt
 
 
 def test_long_prompts_are_truncated_to_fit_the_context(engine):
@@ -196,9 +200,15 @@ def test_long_prompts_are_truncated_to_fit_the_context(engine):
 
 
 def test_sampling_is_reproducible_with_a_seed(engine):
-    a = engine.complete(_request(SOURCE, temperature=1.0, top_p=0.9, seed=7, max_new_tokens=10))
-    b = engine.complete(_request(SOURCE, temperature=1.0, top_p=0.9, seed=7, max_new_tokens=10))
-    assert a.text == b.text
+    def sampled(seed, temperature=1.0):
+        return engine.complete(_request(SOURCE, temperature=temperature, top_p=0.9, seed=seed, max_new_tokens=10)).text
+
+    assert sampled(7) == sampled(7)
+    others = {sampled(seed) for seed in range(8, 12)}
+    assert others - {sampled(7)}, "another seed must draw other tokens (the seed is used)"
+    greedy = sampled(7, temperature=0.0)
+    assert greedy == sampled(8, temperature=0.0)  # temperature 0 is greedy: the seed does not matter
+    assert others | {sampled(7)} != {greedy}, "temperature 1 must sample, not decode greedily"
 
 
 def test_concurrent_callers_get_the_same_results_as_serial_ones(engine_factory):
@@ -232,9 +242,19 @@ def test_padding_ids_beyond_the_tokenizer_are_never_sampled(tmp_path, tiny_token
         logits[len(tiny_tokenizer) + 5] = 1e9
         return logits
 
-    engine._step = favour_padding
+    expected = engine.complete(_request(SOURCE, max_new_tokens=5, token_healing=False))
+    chosen = []
+    real_next = engine._next_token
+
+    def record(logits, run, generator):
+        token, token_id, logprob = real_next(logits, run, generator)
+        chosen.append(token_id)
+        return token, token_id, logprob
+
+    engine._step, engine._next_token = favour_padding, record
     result = engine.complete(_request(SOURCE, max_new_tokens=5, token_healing=False))
-    assert result.stats.generated_tokens == 5
+    assert chosen and max(chosen) < len(tiny_tokenizer)
+    assert (result.text, result.stats.generated_tokens) == (expected.text, expected.stats.generated_tokens)
 
 
 def test_ignore_eos_keeps_decoding_but_never_returns_special_tokens(engine):

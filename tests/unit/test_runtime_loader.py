@@ -3,8 +3,7 @@ import math
 import pytest
 import torch
 
-from model_runtime import CompletionRequest, LoadOptions, ModelLoadError, load_engine
-from model_runtime import loader
+from model_runtime import CompletionRequest, LoadOptions, ModelLoadError, load_engine, loader
 
 
 def _load(**options):
@@ -94,8 +93,9 @@ def test_quantized_models_load_on_cpu_and_give_finite_logits(tiny_model_dir, qua
     engine = _load(model=str(tiny_model_dir), device="cpu", quantization=quantization)
     assert engine.info.quantization == quantization
     ids = engine.fim.layout(engine.tokenize("def f(x):\n    return "), engine.tokenize("\n"), "spm")
-    from model_runtime.decode import forward_tokens
     from transformers import DynamicCache
+
+    from model_runtime.decode import forward_tokens
 
     logits = forward_tokens(engine.model, ids, DynamicCache(), 0)
     assert torch.isfinite(logits).all()

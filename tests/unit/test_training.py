@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from tests.model_factory import build_tokenizer
 from training import checkpoint as ckpt
 from training.corpus import (
     HELDOUT_LIST,
@@ -25,7 +26,6 @@ from training.export import export_checkpoint
 from training.rows import IGNORE_INDEX, RowStream, index_documents
 from training.samples import SampleMix, SpecialIds, build_sample, encode_text
 from training.train import TrainArgs, run
-from tests.model_factory import build_tokenizer
 
 SOURCE = 'def greet(name):\n    """Say hello."""\n    return f"hello {name}"  # <fim-prefix> stays text\n'
 SMALL_FILES = ("bisect.py", "heapq.py", "fnmatch.py")

@@ -6,10 +6,10 @@ import random
 
 import pytest
 
+from tests.model_factory import build_tokenizer
 from training.corpus import Document
 from training.rows import RowStream, index_documents, related_documents
 from training.samples import SampleMix, SpecialIds, build_sample, format_context_chunk, split_rest_of_line
-from tests.model_factory import build_tokenizer
 
 SOURCE = "def greet(name):\n    greeting = 'hello'\n\n    return f'{greeting} {name}'\nx = 1\n"
 

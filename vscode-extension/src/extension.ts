@@ -1,7 +1,7 @@
 // Entry point: wires the output channel, the status bar item, the commands and the server.
 // Inline completions themselves come from vscode-languageclient's standard feature.
 import * as vscode from 'vscode';
-import { FORWARD_COMMAND, ServerController } from './serverController';
+import { ServerController } from './serverController';
 import { declaredSettings, needsRestart, SECTION, serverKeys } from './settings';
 import { RESTART_COMMAND, SHOW_OUTPUT_COMMAND, TOGGLE_COMMAND } from './status';
 import { StatusBar } from './statusBar';
@@ -33,7 +33,6 @@ export function activate(context: vscode.ExtensionContext): void {
         void vscode.window.showWarningMessage(`SantaCoder statistics: ${error instanceof Error ? error.message : String(error)}`);
       }
     }),
-    vscode.commands.registerCommand(FORWARD_COMMAND, (command: string, ...args: unknown[]) => server.forwardCommand(command, args)),
     vscode.workspace.onDidChangeConfiguration((event) => {
       if (!event.affectsConfiguration(SECTION)) return;
       const changed = declared.map((s) => s.key).filter((key) => event.affectsConfiguration(`${SECTION}.${key}`));

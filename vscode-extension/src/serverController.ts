@@ -15,7 +15,6 @@ import {
   DidChangeConfigurationNotification,
   ErrorAction,
   ErrorHandlerResult,
-  ExecuteCommandRequest,
   LanguageClient,
   LanguageClientOptions,
   RevealOutputChannelOn,
@@ -28,8 +27,6 @@ import { ModelDescription, stateFromModel } from './status';
 import { StatusBar } from './statusBar';
 
 export const STATS_REQUEST = 'santacoder/stats';
-/** Forwards an item's command to the server when the server did not advertise it. */
-export const FORWARD_COMMAND = 'santacoder.forwardServerCommand';
 
 /** Every file and untitled buffer: the server applies santacoder.enable (languages) itself. */
 const DOCUMENT_SELECTOR = [{ scheme: 'file' }, { scheme: 'untitled' }];
@@ -50,8 +47,6 @@ export class ServerController implements vscode.Disposable {
   private python = '';
   private stderrTail: string[] = [];
   private crashTimes: number[] = [];
-  private advertisedCommands = new Set<string>();
-  private warnedCommands = new Set<string>();
   private chain: Promise<void> = Promise.resolve();
   private disposed = false;
 
@@ -93,20 +88,6 @@ export class ServerController implements vscode.Disposable {
     return client.sendRequest(STATS_REQUEST, {});
   }
 
-  /** Sends workspace/executeCommand for an item command the server did not advertise. */
-  async forwardCommand(command: string, args: unknown[]): Promise<unknown> {
-    const client = this.client;
-    if (client === undefined || !client.isRunning()) return undefined;
-    try {
-      const result = await client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args });
-      this.output.info(`Server command ${command} sent`);
-      return result;
-    } catch (error) {
-      this.output.warn(`workspace/executeCommand ${command} failed: ${messageOf(error)}`);
-      return undefined;
-    }
-  }
-
   async dispose(): Promise<void> {
     this.disposed = true;
     await this.chain.catch(() => undefined);
@@ -140,7 +121,6 @@ export class ServerController implements vscode.Disposable {
     const { command, args } = serverCommand(choice.path, config.get<string[]>('serverArgs') ?? []);
     this.output.info(`Starting ${command} ${args.join(' ')} with initializationOptions ${JSON.stringify(options)}`);
     this.stderrTail = [];
-    this.advertisedCommands = new Set();
     const client = new QuietClient(
       'santacoder',
       'SantaCoder',
@@ -162,8 +142,9 @@ export class ServerController implements vscode.Disposable {
       await client.dispose().catch(() => undefined);
       return this.fail(describeServerFailure({ phase: 'start', error: messageOf(error), stderrTail: this.stderrTail, python: this.python }));
     }
+    // vscode-languageclient registers a VS Code command for each command listed here, so an
+    // accepted item's command (santacoder.accepted, which the server always lists) reaches it.
     const commands = client.initializeResult?.capabilities.executeCommandProvider?.commands ?? [];
-    this.advertisedCommands = new Set(commands);
     this.output.info(`Server running; it handles the commands [${commands.join(', ')}]`);
   }
 
@@ -218,7 +199,6 @@ export class ServerController implements vscode.Disposable {
           const result = await next(document, position, context, token);
           const items = result === null || result === undefined ? [] : Array.isArray(result) ? result : result.items;
           if (!token.isCancellationRequested && items.length > 0) this.status.recordLatency(performance.now() - startedMs);
-          for (const item of items) this.routeCommand(item);
           return result;
         },
         executeCommand: async (command, args, next) => {
@@ -238,21 +218,6 @@ export class ServerController implements vscode.Disposable {
         },
       },
     };
-  }
-
-  /**
-   * vscode-languageclient registers a VS Code command for every command the server lists in
-   * executeCommandProvider, and VS Code runs an accepted item's command. A command the server
-   * did not list would fail with "command not found", so it is sent through FORWARD_COMMAND.
-   */
-  private routeCommand(item: vscode.InlineCompletionItem): void {
-    const command = item.command;
-    if (command === undefined || this.advertisedCommands.has(command.command) || command.command === FORWARD_COMMAND) return;
-    if (!this.warnedCommands.has(command.command)) {
-      this.warnedCommands.add(command.command);
-      this.output.warn(`The server did not advertise "${command.command}" in executeCommandProvider; forwarding it with workspace/executeCommand.`);
-    }
-    item.command = { title: command.title, command: FORWARD_COMMAND, arguments: [command.command, ...(command.arguments ?? [])] };
   }
 
   private onClosed(): CloseHandlerResult {
