@@ -111,14 +111,14 @@ async def test_crlf_documents_get_crlf_suggestions_and_lf_prompts():
 async def test_the_confidence_gate_hides_unlikely_suggestions_and_counts_them():
     engine = FakeEngine(rules=[Rule("a = ", "maybe_this", logprob=-3.0), Rule("b = ", "surely_that", logprob=-0.05)])
     completer = await ready_completer(engine)
-    gated = Settings(debounce_ms=0, min_confidence=0.3)
+    gated = Settings(debounce_ms=0, min_confidence=0.3, min_token_confidence=0)
     low = await completer.suggest(URI, "a = \n", 4, gated)
     assert (low.text, low.reason) == ("", "low_confidence")
     assert low.confidence is not None and abs(low.confidence - 0.0498) < 1e-3  # e^-3
     high = await completer.suggest(URI, "b = \n", 4, gated)
     assert high.text == "surely_that" and high.confidence > 0.9
     assert completer.stats.counts["lowConfidence"] == 1
-    shown = await completer.suggest(URI, "a = \n", 4, SETTINGS)  # the gate off: the same answer is shown
+    shown = await completer.suggest(URI, "a = \n", 4, Settings(debounce_ms=0, min_token_confidence=0))  # the gate off: shown
     assert shown.text == "maybe_this"
 
 
