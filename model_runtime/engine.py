@@ -38,6 +38,7 @@ from .api import (
 )
 from .decode import constrain, forward_step, sample
 from .fast_decode import GreedyDecoder
+from .speculation import continuation
 from .fim import FimTokens, find_fim_tokens
 from .kv_cache import KVSlotStore
 from .loader import _is_out_of_memory, load_model
@@ -378,7 +379,11 @@ class Engine:
         The decoder keeps ``history`` equal to what the cache holds at every token it yields, so
         stopping anywhere (stop rules, cancellation, deadline) leaves a cache that can be stored."""
         history = run.cached_ids() if run.stage == "decode" else list(run.prompt.token_ids[: run.fed])
-        for token_id, logprob in self.fast.tokens(cache, history, pending, ban_stops=run.request.ignore_eos, extra=extra):
+        # Typing through the previous suggestion: its rest is the first draft.
+        fed = (history + list(pending))[run.reused_tokens :]
+        first_draft = continuation(extra, fed, self.table.bytes_of, self.table.id_of_bytes, self.fast.draft_tokens)
+        tokens = self.fast.tokens(cache, history, pending, ban_stops=run.request.ignore_eos, extra=extra, first_draft=first_draft)
+        for token_id, logprob in tokens:
             run.fed = len(history)
             if run.stage == "prefill":
                 run.stage, run.prefill_ms = "decode", _now_ms() - prefill_start_ms

@@ -122,8 +122,9 @@ class FixedShapeForward:
         logits = self.logits(ids, positions, keys, values, window, skip, exact)  # [T - skip, V]
         if bias is not None:
             logits = logits + bias
-        best, chosen = logits.max(dim=-1)  # [T - skip], [T - skip]
-        return torch.stack([chosen.to(best.dtype), best - torch.logsumexp(logits, dim=-1)])  # [2, T - skip]
+        chosen = logits.argmax(dim=-1)  # [T - skip]
+        logprobs = torch.log_softmax(logits, dim=-1).gather(1, chosen[:, None])[:, 0]  # [T - skip]
+        return torch.stack([chosen.to(logprobs.dtype), logprobs])  # [2, T - skip]
 
 
 class GreedyDecoder:
@@ -149,7 +150,10 @@ class GreedyDecoder:
         self.stats_drafted = 0  # draft tokens proposed by the last call
         self.stats_accepted = 0  # of which the model agreed with
 
-    def tokens(self, cache: StaticKV, history: list[int], pending: int | Sequence[int], ban_stops: bool = False, extra: Sequence[int] = ()) -> Iterator[tuple[int, float]]:
+    def tokens(
+        self, cache: StaticKV, history: list[int], pending: int | Sequence[int], ban_stops: bool = False, extra: Sequence[int] = (),
+        first_draft: Sequence[int] = (),
+    ) -> Iterator[tuple[int, float]]:  # fmt: skip
         """Yield (id, log-probability) of the greedy tokens that follow ``pending`` (not yielded).
 
         ``history``: the ids whose KV ``cache`` holds (``cache.length == len(history)``),
@@ -161,7 +165,8 @@ class GreedyDecoder:
         == len(history)``: a caller that stops iterating there may store the cache under
         ``history`` as it is. The generator returns when the context is full. ``extra``: more
         likely text for the drafts (e.g. the previous suggestion in this document), searched
-        before ``history``.
+        before ``history``. ``first_draft``: the draft for the first forward in place of the
+        lookup's (e.g. ``speculation.continuation``), cut to ``draft_tokens``.
         """
         pending = [pending] if isinstance(pending, int) else list(pending)
         if cache.length != len(history):
@@ -173,7 +178,11 @@ class GreedyDecoder:
         device, capacity = self.static.device, cache.capacity
         while len(history) + len(pending) <= capacity:
             room = capacity - len(history) - len(pending)  # positions left after the pending ids
-            drafted = draft(history + pending, min(self.draft_tokens, room), extra) if self.draft_tokens and room else []
+            limit = min(self.draft_tokens, room)
+            if first_draft and limit:
+                drafted, first_draft = list(first_draft[:limit]), ()
+            else:
+                drafted = draft(history + pending, limit, extra) if limit else []
             fed = pending + drafted
             start, end = len(history), len(history) + len(fed)
             cache.reserve(end)  # may move the buffers: read them after this
