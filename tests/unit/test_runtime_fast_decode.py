@@ -270,3 +270,21 @@ def test_draft_takes_the_latest_longest_match():
     assert draft([1, 2, 3], 4) == []  # no earlier occurrence of any tail
     assert draft([1, 2, 1], 0) == []
     assert draft([4, 1], 2, extra=[1, 6, 6]) == [6, 6]  # the extra source is searched first
+
+
+def test_continuation_drafts_the_rest_of_a_suggestion_being_typed():
+    from model_runtime.speculation import continuation
+
+    spelled = [b"", b"call", b"back", b" in", b"ba", b"ck", b"c", b"k", b"x"]
+    ids = {piece: index for index, piece in enumerate(spelled) if piece}
+    assert continuation([2, 3], [4], spelled, ids, 8) == [5, 3]  # typed "ba" of "back": "ck", " in"
+    assert continuation([1, 2, 3], [1, 4], spelled, ids, 8) == [5, 3]
+    assert continuation([1, 2, 3], [1, 2], spelled, ids, 8) == [3]  # typed up to a token boundary
+    assert continuation([1, 2, 3], [1, 2], spelled, ids, 0) == []
+    assert continuation([2, 3, 3, 3], [4], spelled, ids, 2) == [5, 3]  # at most ``count``
+    assert continuation([1, 2, 0, 3], [1], spelled, ids, 8) == [2]  # a special id ends what was held
+    assert continuation([1, 2, 3], [1, 8], spelled, ids, 8) == []  # typed something else
+    assert continuation([1, 2], [1, 2], spelled, ids, 8) == []  # typed all of it: nothing left
+    assert continuation([1, 2], [0], spelled, ids, 8) == []  # a special id fed: no alignment
+    odd = [b"", b"cq", b"c"]
+    assert continuation([1], [2], odd, {b"cq": 1, b"c": 2}, 8) == []  # the rest "q" is no token
