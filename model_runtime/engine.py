@@ -162,7 +162,7 @@ class _Run:
 class Engine:
     def __init__(
         self, model, tokenizer, fim: FimTokens, info: ModelInfo, kv_cache_bytes: int, static_path: bool = True,
-        fast_decode: bool = False, draft_tokens: int = 8,
+        fast_decode: bool = True, draft_tokens: int = 8,
     ):  # fmt: skip
         self.model = model
         self.device = model.device
