@@ -12,7 +12,8 @@ first flips each time), so both see the same machine load.
 
 - ours: ``Engine.complete`` in this process, KV reuse on (one cache key per file), stop callback
   at the first newline, no token healing (the peer has none). Each ``--variant`` is one engine
-  (``default``: as loaded by default; ``baseline``: the fast decode step and speculation off).
+  (``default``: as loaded by default; ``plain``: the plain decode loop; ``fast``: the
+  fixed-shape greedy step with prompt-lookup drafts; ``fast-nodraft``: the step without drafts).
 - the peer: ``POST /v1/completions`` with the FIM prompt as one string (special tokens spelled in
   it: llama.cpp tokenizes them as specials), ``stop: ["\\n"]``, temperature 0, no repeat
   penalty, over one kept-alive HTTP connection. Without ``--url`` the script exports the model to
@@ -20,8 +21,9 @@ first flips each time), so both see the same machine load.
   ``llama-cpp-python[server]`` venv (``--llama-python``; default ``.venv/bin/python`` of the
   repository), one thread like ours for a small model, and stops it at the end.
 
-Prints p50/p95 ms per keystroke for each, the ratios ours/peer, how often the texts agree, and
-how often the prompt token counts differ (a tokenizer mismatch would show there).
+Prints p50/p95 ms per keystroke for each, the ratios ours/peer, how often the texts agree with
+the peer's and with the first variant's, and how often the prompt token counts differ (a
+tokenizer mismatch would show there).
 """
 
 from __future__ import annotations
@@ -160,14 +162,19 @@ def fim_string(engine, prefix: str, suffix: str) -> str:
     return f"{start}{end}{suffix}{middle}{prefix}"
 
 
+VARIANTS = {
+    "default": {},  # as loaded by default
+    "plain": {"fast_decode": False},  # the plain decode loop
+    "fast": {"fast_decode": True},  # the fixed-shape greedy step with prompt-lookup drafts
+    "fast-nodraft": {"fast_decode": True, "draft_tokens": 0},  # the step, one token per forward
+}
+VARIANTS["baseline"] = VARIANTS["plain"]
+
+
 def variant_options(name: str, model: str) -> LoadOptions:
-    if name == "default":
-        return LoadOptions(model=model)
-    if name == "baseline":
-        fields = LoadOptions.__dataclass_fields__
-        extra = {key: value for key, value in (("fast_decode", False), ("draft_tokens", 0)) if key in fields}
-        return LoadOptions(model=model, **extra)
-    raise SystemExit(f"unknown variant {name!r}: use default or baseline")
+    if name not in VARIANTS:
+        raise SystemExit(f"unknown variant {name!r}: use one of {', '.join(VARIANTS)}")
+    return LoadOptions(model=model, **VARIANTS[name])
 
 
 def main() -> None:
@@ -180,7 +187,7 @@ def main() -> None:
     parser.add_argument("--peer-threads", type=int, default=1)
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--variant", action="append", help="our engine variants to time (default, baseline); repeatable")
+    parser.add_argument("--variant", action="append", help=f"our engine variants to time ({', '.join(VARIANTS)}); repeatable")
     parser.add_argument("--warmup", type=int, default=5)
     args = parser.parse_args()
     variants = args.variant or ["default"]
@@ -245,14 +252,15 @@ def run(args, engines: dict, peer: Peer, strokes: list[Keystroke]) -> None:
     cpu = platform.processor() or platform.machine()
     print(f"model {args.model}: {len(strokes)} keystrokes over {args.files} held-out files, max {args.max_new_tokens} new tokens, "
           f"{os.cpu_count()} CPUs ({cpu}), torch threads {__import__('torch').get_num_threads()}, peer {peer.host}:{peer.port}")  # fmt: skip
-    print(f"{'engine':12} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8} {'p50/peer':>9} {'p95/peer':>9} {'same text':>10} {'tokens/req':>11}")
+    print(f"{'engine':12} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8} {'p50/peer':>9} {'p95/peer':>9} {'same as peer':>12} {'as ' + names[0]:>12} {'tokens/req':>11}")
     peer_p50, peer_p95 = percentile(latencies["peer"], 0.5), percentile(latencies["peer"], 0.95)
     for name in names:
         p50, p95 = percentile(latencies[name], 0.5), percentile(latencies[name], 0.95)
         same = sum(a == b for a, b in zip(texts[name], texts["peer"]))
+        same_first = sum(a == b for a, b in zip(texts[name], texts[names[0]]))
         mean_tokens = f"{statistics.mean(tokens[name]):11.1f}" if name in tokens else f"{'':11}"
         print(f"{name:12} {p50:8.1f} {p95:8.1f} {statistics.mean(latencies[name]):8.1f} {p50 / peer_p50:9.2f} {p95 / peer_p95:9.2f} "
-              f"{same:5d}/{len(strokes):<4d} {mean_tokens}")  # fmt: skip
+              f"{same:7d}/{len(strokes):<4d} {same_first:7d}/{len(strokes):<4d} {mean_tokens}")  # fmt: skip
     print(f"prompt token counts differing from the peer's: {prompt_mismatch}/{len(strokes)}; our prompts truncated: {truncated}")
 
 

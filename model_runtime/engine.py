@@ -43,12 +43,16 @@ from .fim import FimTokens, find_fim_tokens
 from .kv_cache import KVSlotStore
 from .loader import _is_out_of_memory, load_model
 from .prompt import FIM_SENTINEL_TOKENS, HealingGuide, Prompt, PromptBuilder
+from .speculation import continuation
 from .static_decode import StaticGPTBigCode
 from .vocabulary import TextStream, TokenTable
 
 log = logging.getLogger(__name__)
 
 _SMALL_MODEL_PARAMETERS = 50_000_000
+# Uncached prompt tails up to this long run in the fast step's first forward, beside its drafts;
+# longer ones take the static prefill (one logits row, the causal kernel, no per-head mask).
+MERGED_PREFILL_TOKENS = 64
 
 
 class _OutOfMemory(Exception):
@@ -158,7 +162,7 @@ class _Run:
 class Engine:
     def __init__(
         self, model, tokenizer, fim: FimTokens, info: ModelInfo, kv_cache_bytes: int, static_path: bool = True,
-        fast_decode: bool = False, draft_tokens: int = 8,
+        fast_decode: bool = True, draft_tokens: int = 8,
     ):  # fmt: skip
         self.model = model
         self.device = model.device
@@ -322,10 +326,17 @@ class Engine:
                     cache = self.static.new_cache() if self.static else DynamicCache()
                 run.fed = run.reused_tokens
                 t0 = _now_ms()
-                logits = self.prefill(cache, prompt.token_ids[run.reused_tokens :], run.reused_tokens)  # [vocab]
-                run.fed, run.stage = len(prompt.token_ids), "decode"
-                t1 = _now_ms()
-                run.prefill_ms = t1 - t0
+                uncached = prompt.token_ids[run.reused_tokens :]
+                if self._fast_applies(run) and len(uncached) <= MERGED_PREFILL_TOKENS:
+                    # The prompt's short uncached tail and the first drafts in one forward.
+                    self._decode_fast(run, cache, uncached, previous[run.reused_tokens :], t0)
+                    t1 = t0 + run.prefill_ms
+                    logits = None
+                else:
+                    logits = self.prefill(cache, uncached, run.reused_tokens)  # [vocab]
+                    run.fed, run.stage = len(prompt.token_ids), "decode"
+                    t1 = _now_ms()
+                    run.prefill_ms = t1 - t0
                 position = torch.tensor([run.fed], device=self.device)  # [1]
                 while run.reason is None:
                     token, token_id, logprob = self._next_token(logits, run, generator)
@@ -333,10 +344,10 @@ class Engine:
                         run.reason = StopReason.EOS
                         break
                     run.push(token_id, logprob)
-                    if run.reason is None and self.fast is not None and request.temperature <= 0 and run.healing.done:
+                    if run.reason is None and self._fast_applies(run):
                         # What this document's cache held beyond the reused part (mostly the
                         # previous suggestion) is the likeliest draft while the user types it.
-                        self._decode_fast(run, cache, token_id, previous[run.reused_tokens :])
+                        self._decode_fast(run, cache, [token_id], previous[run.reused_tokens :])
                         break
                     if run.reason is None:
                         logits = self.decode_one_token(cache, token, position)
@@ -352,15 +363,30 @@ class Engine:
                 self.kv_store.put(request.cache_key, run.cached_ids(), cache)
         return run.result(_now_ms() - t1)
 
-    def _decode_fast(self, run: _Run, cache, first: int, extra: Sequence[int]) -> None:
-        """Greedy decoding after ``first`` (pushed, not yet fed) through the fixed-shape step.
+    def _fast_applies(self, run: _Run) -> bool:
+        """Whether the next tokens may come from the fixed-shape greedy step: greedy decoding
+        with no healing constraint left (constrained tokens take the plain loop)."""
+        return self.fast is not None and run.request.temperature <= 0 and run.healing.done
+
+    def _decode_fast(self, run: _Run, cache, pending: Sequence[int], extra: Sequence[int], prefill_start_ms: float | None = None) -> None:
+        """Greedy decoding through the fixed-shape step after ``pending``, the ids that follow
+        what the cache holds: the last token pushed (not yet fed), or the prompt's uncached
+        tail while ``run.stage`` is "prefill" (then the first token yielded ends the prefill,
+        whose time counts from ``prefill_start_ms``).
 
         The decoder keeps ``history`` equal to what the cache holds at every token it yields, so
         stopping anywhere (stop rules, cancellation, deadline) leaves a cache that can be stored."""
         assert self.fast is not None  # only called when the engine has the fast decoder
-        history = run.cached_ids()
-        for token_id, logprob in self.fast.tokens(cache, history, first, ban_stops=run.request.ignore_eos, extra=extra):
+        history = run.cached_ids() if run.stage == "decode" else list(run.prompt.token_ids[: run.fed])
+        # Typing through the previous suggestion: its rest is the first draft.
+        fed = (history + list(pending))[run.reused_tokens :]
+        first_draft = continuation(extra, fed, self.table.bytes_of, self.table.id_of_bytes, self.fast.draft_tokens)
+        tokens = self.fast.tokens(cache, history, pending, ban_stops=run.request.ignore_eos, extra=extra, first_draft=first_draft)
+        for token_id, logprob in tokens:
             run.fed = len(history)
+            if run.stage == "prefill":
+                assert prefill_start_ms is not None  # given whenever the stage is "prefill"
+                run.stage, run.prefill_ms = "decode", _now_ms() - prefill_start_ms
             if token_id in self.table.stop_ids:
                 run.reason = StopReason.EOS
                 return

@@ -15,11 +15,13 @@ yields and simply stops iterating; the cache then holds exactly the ids in ``his
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .speculation import draft
 from .static_decode import StaticGPTBigCode, StaticKV
@@ -34,45 +36,95 @@ def window_for(end_position: int, capacity: int) -> int:
     return min(capacity, -(-end_position // WINDOW_BUCKET_TOKENS) * WINDOW_BUCKET_TOKENS)
 
 
+def _linear(module: nn.Module):
+    """``module`` as a plain function: ``F.linear`` over its tensors for an ``nn.Linear``
+    (no module call per token), the module itself for anything else (e.g. quantized layers)."""
+    if type(module) is nn.Linear:
+        return functools.partial(F.linear, weight=module.weight, bias=module.bias)
+    return module
+
+
+def _layer_norm(module: nn.Module):
+    if type(module) is nn.LayerNorm:
+        return functools.partial(F.layer_norm, normalized_shape=module.normalized_shape, weight=module.weight, bias=module.bias, eps=module.eps)
+    return module
+
+
+def _activation(module: nn.Module):
+    """The function inside ``transformers``' activation module when it keeps one (``act``), so
+    the step calls e.g. ``F.gelu(approximate="tanh")`` directly; else the module."""
+    inner = getattr(module, "act", None)
+    return inner if callable(inner) and not isinstance(inner, nn.Module) else module
+
+
+class _Block:
+    """One transformer block's functions, looked up once instead of through modules per token.
+    Dropout is left out: this step is for inference (the model is in eval mode)."""
+
+    def __init__(self, block: nn.Module):
+        self.ln_1, self.ln_2 = _layer_norm(block.ln_1), _layer_norm(block.ln_2)
+        self.c_attn, self.attn_proj = _linear(block.attn.c_attn), _linear(block.attn.c_proj)
+        self.c_fc, self.mlp_proj = _linear(block.mlp.c_fc), _linear(block.mlp.c_proj)
+        self.act = _activation(block.mlp.act)
+
+
 class FixedShapeForward:
     """``forward(ids [T], positions [T], keys, values, window) -> greedy ids [T]`` on the device.
 
     Greedy over the first ``vocab_size`` logits plus ``bias`` (-inf on ids that must not be
-    picked: the model's padding rows, and the stop ids when a caller ignores end-of-text).
-    ``logits`` is the same forward returning the fp32 logits [T, vocab_size] instead (tests).
+    picked: the model's padding rows, and the stop ids when a caller ignores end-of-text; None:
+    nothing banned). ``logits`` is the same forward returning the fp32 logits [T - skip,
+    vocab_size] instead (tests); ``skip`` leaves out the first rows (a prompt delta fed in the
+    same forward needs only its last row).
+
+    ``window`` is how many buffer positions attention reads: a bucket (``window_for``) gives the
+    compiled or captured step one shape per bucket; the end position (eager decoding) reads only
+    what is held. ``exact``: the window ends right after the last position fed, so a single
+    token sees all of it and needs no mask.
     """
 
     def __init__(self, static: StaticGPTBigCode, vocab_size: int):
         self.static = static
         self.vocab_size = vocab_size
+        self.blocks = [_Block(block) for block in static.blocks]
+        self.wte, self.wpe = static.wte.weight, static.wpe.weight
+        self.ln_f, self.lm_head = _layer_norm(static.ln_f), _linear(static.lm_head)
 
-    def logits(self, ids, positions, keys, values, window: int) -> torch.Tensor:
+    def logits(self, ids, positions, keys, values, window: int, skip: int = 0, exact: bool = False) -> torch.Tensor:
         s = self.static
         count = ids.shape[0]
-        hidden = s.wte(ids) + s.wpe(positions)  # [T, E]
-        # Query t sees buffer positions <= positions[t]; one row per (token, head), token-major.
-        visible = torch.arange(window, device=ids.device)[None, :] <= positions[:, None]  # [T, W]
-        visible = visible.repeat_interleave(s.heads, dim=0) if count > 1 else visible  # [T*H, W] or [1, W]
-        for layer, block in enumerate(s.blocks):
-            x = block.ln_1(hidden)  # [T, E]
-            query, key, value = block.attn.c_attn(x).split((s.embed_dim, s.head_dim, s.head_dim), dim=-1)
+        hidden = F.embedding(ids, self.wte) + F.embedding(positions, self.wpe)  # [T, E]
+        if count == 1 and exact:
+            visible = None  # one query at the end of the window: it sees every position
+        else:
+            # Query t sees buffer positions <= positions[t]; one row per (token, head), token-major.
+            visible = torch.arange(window, device=ids.device)[None, :] <= positions[:, None]  # [T, W]
+            visible = visible.repeat_interleave(s.heads, dim=0) if count > 1 else visible  # [T*H, W] or [1, W]
+        split = (s.embed_dim, s.head_dim, s.head_dim)
+        for layer, block in enumerate(self.blocks):
+            query, key, value = block.c_attn(block.ln_1(hidden)).split(split, dim=-1)  # [T, E], [T, D], [T, D]
             keys[layer].index_copy_(0, positions, key)  # key: [T, D] into [capacity, D]
             values[layer].index_copy_(0, positions, value)
             rows = query.reshape(1, 1, count * s.heads, s.head_dim)  # [1, 1, T*H, D]: heads folded into rows
             seen_keys = keys[layer, :window][None, None]  # [1, 1, W, D]: one K/V head for all heads
             seen_values = values[layer, :window][None, None]  # [1, 1, W, D]
             out = F.scaled_dot_product_attention(rows, seen_keys, seen_values, attn_mask=visible, scale=s.scaling)  # [1, 1, T*H, D]
-            hidden = hidden + block.attn.c_proj(out.reshape(count, s.embed_dim))  # [T, E]
-            hidden = hidden + block.mlp(block.ln_2(hidden))  # [T, E]
-        return s.lm_head(s.ln_f(hidden))[:, : self.vocab_size].float()  # [T, V]
+            hidden = hidden + block.attn_proj(out.reshape(count, s.embed_dim))  # [T, E]
+            hidden = hidden + block.mlp_proj(block.act(block.c_fc(block.ln_2(hidden))))  # [T, E]
+        if skip:
+            hidden = hidden[skip:]
+        return self.lm_head(self.ln_f(hidden))[:, : self.vocab_size].float()  # [T - skip, V]
 
-    def greedy(self, ids, positions, keys, values, bias, window: int) -> torch.Tensor:
-        """[2, T]: the greedy ids (as floats) and their log-probabilities, in one tensor so the
-        host reads both with one sync. The log-probability is over the biased logits, as the
+    def greedy(self, ids, positions, keys, values, bias, window: int, skip: int = 0, exact: bool = False) -> torch.Tensor:
+        """[2, T - skip]: the greedy ids (as floats) and their log-probabilities, in one tensor so
+        the host reads both with one sync. The log-probability is over the biased logits, as the
         engine's ``_next_token`` reports it."""
-        logits = self.logits(ids, positions, keys, values, window) + bias  # [T, V]
-        best, chosen = logits.max(dim=-1)  # [T], [T]
-        return torch.stack([chosen.to(best.dtype), best - torch.logsumexp(logits, dim=-1)])  # [2, T]
+        logits = self.logits(ids, positions, keys, values, window, skip, exact)  # [T - skip, V]
+        if bias is not None:
+            logits = logits + bias
+        chosen = logits.argmax(dim=-1)  # [T - skip]
+        logprobs = torch.log_softmax(logits, dim=-1).gather(1, chosen[:, None])[:, 0]  # [T - skip]
+        return torch.stack([chosen.to(logprobs.dtype), logprobs])  # [2, T - skip]
 
 
 class GreedyDecoder:
@@ -88,55 +140,73 @@ class GreedyDecoder:
         self.forward = FixedShapeForward(static, vocab_size)
         self.draft_tokens = draft_tokens
         device = static.device
-        self._bias = torch.zeros(vocab_size, device=device)  # [V]
-        self._no_stops = self._bias.clone().index_fill_(0, torch.tensor(sorted(stop_ids), device=device), float("-inf"))  # [V]
+        self._no_stops = torch.zeros(vocab_size, device=device).index_fill_(0, torch.tensor(sorted(stop_ids), device=device), float("-inf"))  # [V]
         self._greedy = self.forward.greedy
+        # Compiled: attention windows in buckets (one graph each). Eager: exactly what is held.
+        self.bucketed = compile_step
         if compile_step:
             self._greedy = torch.compile(self.forward.greedy, fullgraph=True, dynamic=False)
         self.stats_forwards = 0  # forwards run by the last ``tokens`` call
         self.stats_drafted = 0  # draft tokens proposed by the last call
         self.stats_accepted = 0  # of which the model agreed with
 
-    def tokens(self, cache: StaticKV, history: list[int], first: int, ban_stops: bool = False, extra: Sequence[int] = ()) -> Iterator[tuple[int, float]]:
-        """Yield (id, log-probability) of the greedy tokens that follow ``first`` (not yielded).
+    def tokens(
+        self, cache: StaticKV, history: list[int], pending: int | Sequence[int], ban_stops: bool = False, extra: Sequence[int] = (),
+        first_draft: Sequence[int] = (),
+    ) -> Iterator[tuple[int, float]]:  # fmt: skip
+        """Yield (id, log-probability) of the greedy tokens that follow ``pending`` (not yielded).
 
         ``history``: the ids whose KV ``cache`` holds (``cache.length == len(history)``),
-        prompt first; the lookup drafts from it. ``first``: the token the caller picked from
-        the prompt's logits. At every yield ``history`` has grown by the ids fed since and
-        ends just before the yielded token, with ``cache.length == len(history)``: a caller
-        that stops iterating there may store the cache under ``history`` as it is. The
-        generator returns when the context is full. ``extra``: more likely text for the drafts
-        (e.g. the previous suggestion in this document), searched before ``history``.
+        prompt first; the lookup drafts from it. ``pending``: ids that follow ``history`` and
+        are not in the cache yet: the token the caller picked from the prompt's logits, or the
+        prompt's uncached tail (then the first yielded id is the prompt's greedy next token, and
+        drafts are verified in the same forward as that tail). At every yield ``history`` has
+        grown by the ids fed since and ends just before the yielded token, with ``cache.length
+        == len(history)``: a caller that stops iterating there may store the cache under
+        ``history`` as it is. The generator returns when the context is full. ``extra``: more
+        likely text for the drafts (e.g. the previous suggestion in this document), searched
+        before ``history``. ``first_draft``: the draft for the first forward in place of the
+        lookup's (e.g. ``speculation.continuation``), cut to ``draft_tokens``.
         """
+        pending = [pending] if isinstance(pending, int) else list(pending)
         if cache.length != len(history):
             raise ValueError(f"cache holds {cache.length} positions but history has {len(history)} ids")
+        if not pending or len(history) + len(pending) > cache.capacity:
+            raise ValueError(f"{len(pending)} pending ids after {len(history)} do not fit a context of {cache.capacity}")
         self.stats_forwards = self.stats_drafted = self.stats_accepted = 0
-        bias = self._no_stops if ban_stops else self._bias
+        bias = self._no_stops if ban_stops else None
         device, capacity = self.static.device, cache.capacity
-        token = first
-        while len(history) < capacity:
-            room = capacity - len(history) - 1  # positions left after ``token``'s
-            drafted = draft(history + [token], min(self.draft_tokens, room), extra) if self.draft_tokens else []
-            fed = [token, *drafted]
+        while len(history) + len(pending) <= capacity:
+            room = capacity - len(history) - len(pending)  # positions left after the pending ids
+            limit = min(self.draft_tokens, room)
+            if first_draft and limit:
+                drafted, first_draft = list(first_draft[:limit]), ()
+            else:
+                drafted = draft(history + pending, limit, extra) if limit else []
+            fed = pending + drafted
             start, end = len(history), len(history) + len(fed)
             cache.reserve(end)  # may move the buffers: read them after this
-            ids = torch.tensor(fed, device=device)  # [1 + k]
-            positions = torch.arange(start, end, device=device)  # [1 + k]
-            window = min(window_for(end, capacity), cache.allocated)
-            chosen, logprobs = self._greedy(ids, positions, cache.keys, cache.values, bias, window).tolist()  # [1 + k] each
+            ids = torch.tensor(fed, device=device)  # [P + k]
+            positions = torch.arange(start, end, device=device)  # [P + k]
+            skip = len(pending) - 1  # rows before the last pending id predict nothing we need
+            if self.bucketed:
+                window, exact = min(window_for(end, capacity), cache.allocated), False
+            else:
+                window, exact = end, True
+            chosen, logprobs = self._greedy(ids, positions, cache.keys, cache.values, bias, window, skip, exact).tolist()  # [1 + k] each
             predicted = [int(c) for c in chosen]
             self.stats_forwards += 1
             self.stats_drafted += len(drafted)
-            # predicted[i] is the greedy token after fed[i]; draft i+1 stands while it matches.
+            # predicted[i] is the greedy token after fed[skip + i]; draft i stands while it matches.
             agreed = 0
             while agreed < len(drafted) and drafted[agreed] == predicted[agreed]:
                 agreed += 1
             self.stats_accepted += agreed
-            history.append(token)
+            history.extend(pending)
             cache.length = len(history)
             for index in range(agreed):
                 yield drafted[index], logprobs[index]
                 history.append(drafted[index])
                 cache.length = len(history)
-            token = predicted[agreed]
-            yield token, logprobs[agreed]
+            pending = [predicted[agreed]]
+            yield pending[0], logprobs[agreed]

@@ -34,3 +34,43 @@ def draft(sequence: Sequence[int], count: int, extra: Sequence[int] = (), max_ng
                 if source[start] == first and list(source[start : start + n]) == tail:
                     return list(source[start + n : start + n + count])
     return []
+
+
+def continuation(held: Sequence[int], fed: Sequence[int], bytes_of: Sequence[bytes], id_of_bytes: dict[bytes, int], count: int) -> list[int]:
+    """The draft for a user typing through the previous suggestion: up to ``count`` ids that spell
+    what ``held`` spells past the bytes of ``fed``, when ``fed``'s bytes are a proper prefix of
+    ``held``'s (else empty).
+
+    ``held``: what the document's cache held past the reused part (the rest of the previous
+    prompt and the suggestion generated after it); ``fed``: the new prompt's ids past the same
+    point (and any generated since). Typing the suggestion's first characters makes the new
+    prompt end inside one of its tokens: the rest of that token's bytes become one id (when the
+    vocabulary has it; else no draft), then ``held``'s ids follow as they are. Special ids (no
+    bytes) end ``held`` there.
+    """
+    typed = b"".join(bytes_of[token] for token in fed)
+    if count <= 0 or not typed or any(not bytes_of[token] for token in fed):
+        return []
+    consumed = 0
+    for index, token in enumerate(held):
+        piece = bytes_of[token]
+        if not piece:
+            return []
+        if consumed + len(piece) <= len(typed):
+            if piece != typed[consumed : consumed + len(piece)]:
+                return []
+            consumed += len(piece)
+            continue
+        if not piece.startswith(typed[consumed:]):
+            return []
+        rest = piece[len(typed) - consumed :]
+        head = token if len(typed) == consumed else id_of_bytes.get(rest)
+        if head is None:
+            return []
+        out = [head]
+        for following in held[index + 1 :]:
+            if len(out) == count or not bytes_of[following]:
+                break
+            out.append(following)
+        return out
+    return []

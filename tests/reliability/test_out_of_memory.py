@@ -67,7 +67,30 @@ def inject_out_of_memory(engine, fails: Fails) -> list[list[int]]:
             return out
 
         engine.model.forward = model_forward
+    if engine.fast is not None:  # the fast greedy step's forward, the same way
+        forward = engine.fast.forward
+        real_fast = forward.logits
+
+        def fast_logits(ids, positions, keys, values, window, skip=0, exact=False):
+            token_ids, start_position = ids.tolist(), int(positions[0])
+            calls.append(token_ids)
+            if fails(token_ids, start_position):
+                keys[:, start_position : start_position + len(token_ids)] = float("nan")
+                values[:, start_position : start_position + len(token_ids)] = float("nan")
+                raise torch.OutOfMemoryError(OOM_MESSAGE)
+            return real_fast(ids, positions, keys, values, window, skip, exact)
+
+        forward.logits = fast_logits
     return calls
+
+
+def memory_is_back(engine) -> None:
+    """Undo ``inject_out_of_memory``: the engine's model calls are the real ones again."""
+    if engine.static is not None:
+        engine.static.__dict__.pop("forward", None)
+    engine.model.__dict__.pop("forward", None)
+    if engine.fast is not None:
+        engine.fast.forward.__dict__.pop("logits", None)
 
 
 def greedy_by_hand(engine, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
@@ -135,7 +158,6 @@ def test_out_of_memory_twice_fails_that_request_alone(engine_factory, static_dec
     engine, fresh = engine_factory(static_decode=static_decode), engine_factory(static_decode=static_decode)
     engine.complete(_request(cache_key="doc"))  # slots that the failing request could reuse and spoil
     engine.complete(_request(prefix="def main():\n    ", cache_key="other"))
-    real_forward = engine.static.forward if static_decode else engine.model.forward
     calls = inject_out_of_memory(engine, lambda ids, start: True)
 
     typed = _request(prefix=SOURCE + "        self.", cache_key="doc")
@@ -152,10 +174,7 @@ def test_out_of_memory_twice_fails_that_request_alone(engine_factory, static_dec
     assert len(retry_warnings(caplog)) == 1
     assert not engine._lock.locked() and len(engine.kv_store) == 0
     # Memory is back: the same engine answers like a fresh one, from a clean slot store.
-    if static_decode:
-        engine.static.forward = real_forward
-    else:
-        engine.model.forward = real_forward
+    memory_is_back(engine)
     for request in (typed, _request(prefix=SOURCE + "        self.counts", cache_key="doc")):
         got, expected = engine.complete(request), fresh.complete(request)
         assert (got.text, got.stop_reason, got.stats.oom_retries) == (expected.text, expected.stop_reason, 0)
@@ -163,7 +182,7 @@ def test_out_of_memory_twice_fails_that_request_alone(engine_factory, static_dec
 
 
 def test_out_of_memory_in_a_decode_step_is_retried(engine_factory, caplog):
-    engine = engine_factory()
+    engine = engine_factory(fast_decode=False)  # the plain loop, one token per model call
     decode_steps = []
 
     def third_decode_step_of_the_first_attempt(ids: list[int], start: int) -> bool:
@@ -178,7 +197,7 @@ def test_out_of_memory_in_a_decode_step_is_retried(engine_factory, caplog):
     first, retried = prefills(calls)
     assert len(retried) < len(first)
     assert result.stats.oom_retries == 1 and result.stop_reason in (StopReason.MAX_TOKENS, StopReason.EOS)
-    expected = greedy_by_hand(engine_factory(), retried, 10)
+    expected = greedy_by_hand(engine_factory(fast_decode=False), retried, 10)
     assert result.stats.generated_tokens == len(expected)
     assert engine.table.text_of(expected).startswith(result.text)
     (warning,) = retry_warnings(caplog)
@@ -235,7 +254,6 @@ async def test_the_server_answers_nothing_logs_one_line_and_recovers(engine_fact
     from lsp_server.stats import ServerStats
 
     engine = engine_factory()
-    real_forward = engine.static.forward
     inject_out_of_memory(engine, lambda ids, start: True)
     host = EngineHost(loader=lambda options, progress: engine)
     assert await host.load(LoadOptions(model="tiny")) is None
@@ -254,8 +272,45 @@ async def test_the_server_answers_nothing_logs_one_line_and_recovers(engine_fact
     assert line.levelno == logging.WARNING and line.exc_info is None and "\n" not in line.getMessage()
     assert "out of memory" in line.getMessage()
 
-    engine.static.forward = real_forward  # memory is back
+    memory_is_back(engine)
     answered = await completer.suggest(uri, text, offset, settings)
     assert answered.reason != "error" and answered.source == "model"
     assert answered.result is not None and answered.result.stats.oom_retries == 0
     assert completer.stats.snapshot()["errors"] == 1
+
+
+def test_out_of_memory_in_a_fast_step_is_retried(engine_factory, caplog):
+    """The fast greedy step runs out of memory in its third forward (after tokens were yielded
+    and pushed): the retry answers like the plain loop on the retried prompt, and the stored
+    slot is the retry's, consistent for the next keystroke."""
+    engine = engine_factory(fast_decode=True)
+    plain = engine_factory(fast_decode=False)
+    real_static = engine.static.forward
+    fast_calls = []
+    forward = engine.fast.forward
+    real_fast = forward.logits
+
+    def counting(ids, positions, keys, values, window, skip=0, exact=False):
+        fast_calls.append(ids.tolist())
+        if len(fast_calls) == 3:
+            keys[:, int(positions[0]) :] = float("nan")
+            raise torch.OutOfMemoryError(OOM_MESSAGE)
+        return real_fast(ids, positions, keys, values, window, skip, exact)
+
+    forward.logits = counting
+    prompts = []
+    engine.static.forward = lambda ids, positions, cache: prompts.append(ids.tolist()) or real_static(ids, positions, cache)
+    with caplog.at_level(logging.WARNING, logger=ENGINE_LOG):
+        result = engine.complete(_request(max_new_tokens=12, cache_key="doc"))
+    assert len(fast_calls) > 3
+    first, retried = prompts  # cold: the whole prompt (no merged prefill), then the retry's half
+    assert len(retried) < len(first)
+    assert result.stats.oom_retries == 1
+    expected = greedy_by_hand(plain, retried, 12)
+    assert result.stats.generated_tokens == len(expected) and engine.table.text_of(expected).startswith(result.text)
+    (warning,) = retry_warnings(caplog)
+    assert "during decode" in warning.getMessage()
+    memory_is_back(engine)
+    following = _request(prefix=SOURCE + "x", max_new_tokens=4, cache_key="doc")
+    got, cold = engine.complete(following), plain.complete(following)
+    assert got.text == cold.text and got.stats.oom_retries == 0 and got.stats.reused_tokens > 0

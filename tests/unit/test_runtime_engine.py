@@ -131,7 +131,10 @@ def test_deadline_ends_decoding(engine):
     assert result.stop_reason == StopReason.DEADLINE
 
 
-def test_special_tokens_end_generation_and_never_leak(engine, monkeypatch):
+def test_special_tokens_end_generation_and_never_leak(engine_factory, monkeypatch):
+    # The plain loop, whose logits come from ``_step``; the fast step's own test scripts its
+    # forward (test_runtime_engine_fast.py).
+    engine = engine_factory(fast_decode=False)
     middle = engine.fim.middle_id
     real, steps = engine._step, []
 
@@ -234,7 +237,7 @@ def test_padding_ids_beyond_the_tokenizer_are_never_sampled(tmp_path, tiny_token
 
     # SantaCoder pads its vocabulary (49280 rows for a smaller tokenizer); so does this model.
     directory = build_model_dir(tmp_path / "padded", tiny_tokenizer, vocab_size=len(tiny_tokenizer) + 64)
-    engine = load_engine(LoadOptions(model=str(directory), device="cpu"))
+    engine = load_engine(LoadOptions(model=str(directory), device="cpu", fast_decode=False))  # the plain loop: every step scripted
     real = engine._step
 
     def favour_padding(ids, positions, cache):
@@ -255,9 +258,24 @@ def test_padding_ids_beyond_the_tokenizer_are_never_sampled(tmp_path, tiny_token
     result = engine.complete(_request(SOURCE, max_new_tokens=5, token_healing=False))
     assert chosen and max(chosen) < len(tiny_tokenizer)
     assert (result.text, result.stats.generated_tokens) == (expected.text, expected.stats.generated_tokens)
+    # The fast step: its output projection favours the same padding id.
+    fast = load_engine(LoadOptions(model=str(directory), device="cpu", fast_decode=True))
+    forward = fast.fast.forward
+    projection = forward.lm_head
+
+    def favour_padding_rows(hidden):
+        logits = projection(hidden).clone()
+        logits[:, len(tiny_tokenizer) + 5] = 1e9
+        return logits
+
+    forward.lm_head = favour_padding_rows
+    result = fast.complete(_request(SOURCE, max_new_tokens=5, token_healing=False))
+    assert fast.fast.stats_forwards > 0
+    assert (result.text, result.stats.generated_tokens) == (expected.text, expected.stats.generated_tokens)
 
 
-def test_ignore_eos_keeps_decoding_but_never_returns_special_tokens(engine):
+def test_ignore_eos_keeps_decoding_but_never_returns_special_tokens(engine_factory):
+    engine = engine_factory(fast_decode=False)  # the plain loop; the fast step's: test_runtime_engine_fast.py
     real = engine._step
 
     def favour_end_of_text(ids, positions, cache):

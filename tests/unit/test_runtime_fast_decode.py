@@ -67,10 +67,12 @@ def text_ids(tokenizer, name: str, count: int) -> list[int]:
     return tokenizer.encode((STDLIB / name).read_text(encoding="utf-8"))[:count]
 
 
+@pytest.mark.parametrize("bucketed", [False, True])
 @pytest.mark.parametrize("draft_tokens", [0, 4])
-def test_equals_recomputed_greedy_after_reuse_crop_and_delta_prefill(setup, draft_tokens):
+def test_equals_recomputed_greedy_after_reuse_crop_and_delta_prefill(setup, draft_tokens, bucketed):
     model, static, vocab, tokenizer = setup
     decoder = GreedyDecoder(static, vocab, [0], draft_tokens=draft_tokens)
+    decoder.bucketed = bucketed  # windows in buckets (as compiled) or exactly what is held (eager)
     prompt = text_ids(tokenizer, "textwrap.py", 120)
     cache = static.new_cache()
     first = prefill(static, prompt, cache, 0)
@@ -87,13 +89,68 @@ def test_equals_recomputed_greedy_after_reuse_crop_and_delta_prefill(setup, draf
     assert cache.length == len(history)
 
 
+def pending_decode(decoder: GreedyDecoder, cache, history: list[int], pending: list[int], count: int) -> list[int]:
+    """The ``count`` greedy ids after ``history + pending`` with ``pending`` fed in the step."""
+    out = []
+    with torch.inference_mode():
+        for token, _ in decoder.tokens(cache, history, pending):
+            out.append(token)
+            if len(out) == count:
+                break
+    return out
+
+
+@pytest.mark.parametrize("bucketed", [False, True])
+@pytest.mark.parametrize("draft_tokens", [0, 5])
+def test_an_uncached_prompt_tail_fed_in_the_step_equals_prefill_then_decode(setup, draft_tokens, bucketed):
+    """The engine's merged first forward: the prompt's uncached tail and the drafts together."""
+    model, static, vocab, tokenizer = setup
+    decoder = GreedyDecoder(static, vocab, [0], draft_tokens=draft_tokens)
+    decoder.bucketed = bucketed
+    prompt = text_ids(tokenizer, "string.py", 140)
+    for cached, extra in ((120, ()), (139, ()), (0, ()), (130, prompt[60:100])):
+        cache = static.new_cache()
+        if cached:
+            prefill(static, prompt[:cached], cache, 0)
+        history = list(prompt[:cached])
+        decoder.stats_forwards = 0
+        got = []
+        with torch.inference_mode():
+            for token, _ in decoder.tokens(cache, history, prompt[cached:], extra=extra):
+                got.append(token)
+                if len(got) == 18:
+                    break
+        assert got == recomputed_greedy(model, prompt, 18, vocab), (cached, extra)
+        assert history == prompt + got[:-1] and cache.length == len(history)
+    # The stale tail of a crop is overwritten before it is read, also when fed as a tail.
+    cache.crop(100 - cache.length)
+    edited = prompt[:100] + text_ids(tokenizer, "heapq.py", 25)
+    history = list(edited[:100])
+    assert pending_decode(decoder, cache, history, edited[100:], 12) == recomputed_greedy(model, edited, 12, vocab)
+
+
+def test_pending_ids_that_do_not_fit_or_a_mismatched_history_are_refused(setup):
+    model, static, vocab, tokenizer = setup
+    decoder = GreedyDecoder(static, vocab, [0])
+    cache = static.new_cache()
+    with pytest.raises(ValueError):
+        next(decoder.tokens(cache, [], []))
+    with pytest.raises(ValueError):
+        next(decoder.tokens(cache, [], list(range(CAPACITY + 1))))
+    with pytest.raises(ValueError):
+        next(decoder.tokens(cache, [1, 2], [3]))
+
+
+@pytest.mark.parametrize("bucketed", [False, True])
 @pytest.mark.parametrize("draft_tokens", [0, 3])
-def test_equals_recomputed_greedy_across_a_window_bucket(setup, draft_tokens):
+def test_equals_recomputed_greedy_across_a_window_bucket(setup, draft_tokens, bucketed):
     model, static, vocab, tokenizer = setup
     prompt = text_ids(tokenizer, "functools.py", WINDOW_BUCKET_TOKENS - 6)
     cache = static.new_cache()
     first = prefill(static, prompt, cache, 0)
-    got = decode(GreedyDecoder(static, vocab, [0], draft_tokens=draft_tokens), cache, list(prompt), first, 14)
+    decoder = GreedyDecoder(static, vocab, [0], draft_tokens=draft_tokens)
+    decoder.bucketed = bucketed
+    got = decode(decoder, cache, list(prompt), first, 14)
     assert got == recomputed_greedy(model, prompt, 14, vocab)
 
 
@@ -213,3 +270,21 @@ def test_draft_takes_the_latest_longest_match():
     assert draft([1, 2, 3], 4) == []  # no earlier occurrence of any tail
     assert draft([1, 2, 1], 0) == []
     assert draft([4, 1], 2, extra=[1, 6, 6]) == [6, 6]  # the extra source is searched first
+
+
+def test_continuation_drafts_the_rest_of_a_suggestion_being_typed():
+    from model_runtime.speculation import continuation
+
+    spelled = [b"", b"call", b"back", b" in", b"ba", b"ck", b"c", b"k", b"x"]
+    ids = {piece: index for index, piece in enumerate(spelled) if piece}
+    assert continuation([2, 3], [4], spelled, ids, 8) == [5, 3]  # typed "ba" of "back": "ck", " in"
+    assert continuation([1, 2, 3], [1, 4], spelled, ids, 8) == [5, 3]
+    assert continuation([1, 2, 3], [1, 2], spelled, ids, 8) == [3]  # typed up to a token boundary
+    assert continuation([1, 2, 3], [1, 2], spelled, ids, 0) == []
+    assert continuation([2, 3, 3, 3], [4], spelled, ids, 2) == [5, 3]  # at most ``count``
+    assert continuation([1, 2, 0, 3], [1], spelled, ids, 8) == [2]  # a special id ends what was held
+    assert continuation([1, 2, 3], [1, 8], spelled, ids, 8) == []  # typed something else
+    assert continuation([1, 2], [1, 2], spelled, ids, 8) == []  # typed all of it: nothing left
+    assert continuation([1, 2], [0], spelled, ids, 8) == []  # a special id fed: no alignment
+    odd = [b"", b"cq", b"c"]
+    assert continuation([1], [2], odd, {b"cq": 1, b"c": 2}, 8) == []  # the rest "q" is no token
