@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Awaitable, Callable
@@ -122,22 +123,33 @@ async def _read_body(reader: asyncio.StreamReader, length: int, limits: FrameLim
         )
     parts: list[bytes] = []
     received = 0
+
+    async def read_all() -> bool:
+        nonlocal received
+        while received < length:
+            chunk = await reader.read(min(length - received, _READ_BODY_BYTES))
+            if not chunk:
+                log.warning("the client's stream ended inside a message (%d of %d bytes)", received, length)
+                return False
+            received += len(chunk)
+            if not oversized:
+                parts.append(chunk)
+        return True
+
     try:
-        async with asyncio.timeout(limits.rest_timeout_s):  # one deadline, no task per read (wait_for made one)
-            while received < length:
-                chunk = await reader.read(min(length - received, _READ_BODY_BYTES))
-                if not chunk:
-                    log.warning("the client's stream ended inside a message (%d of %d bytes)", received, length)
-                    return None
-                received += len(chunk)
-                if not oversized:
-                    parts.append(chunk)
-    except TimeoutError:
+        if sys.version_info >= (3, 11):
+            async with asyncio.timeout(limits.rest_timeout_s):  # one deadline, no task per read
+                complete = await read_all()
+        else:  # Python 3.10 has no asyncio.timeout: one task for the whole body
+            complete = await asyncio.wait_for(read_all(), limits.rest_timeout_s)
+    except (TimeoutError, asyncio.TimeoutError):  # the same class from 3.11 on
         log.warning(
             "bad input from the client: dropped a message whose body did not arrive within %.0f s of its header "
             "(%d of %d bytes came; --frame-timeout-s); reading the next message",
             limits.rest_timeout_s, received, length,
         )  # fmt: skip
+        return None
+    if not complete:
         return None
     return None if oversized else b"".join(parts)
 
