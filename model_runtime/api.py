@@ -78,7 +78,12 @@ class LoadOptions:
     # healing's constrained tokens and quantized models use the plain loop. Same answers as the
     # plain loop (tested); on by default since it measured faster per keystroke (README, Benchmarks).
     fast_decode: bool = True
+    # ``draft_tokens`` caps a draft from the previous suggestion being typed through (likely
+    # right); ``lookup_tokens`` caps one found by prompt lookup (right far less often). Each
+    # drafted row costs compute in the verifying forward: on a 2-core Xeon, 8 and 2 answered a
+    # keystroke faster than 8 and 8, 3 or 4 (benchmarks/peer_latency.py, README).
     draft_tokens: int = 8
+    lookup_tokens: int = 2
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from .loader import _is_out_of_memory, load_model
 from .prompt import FIM_SENTINEL_TOKENS, HealingGuide, Prompt, PromptBuilder
 from .speculation import continuation
 from .static_decode import StaticGPTBigCode
+from .token_cache import CachedTokenizer, split_is_exact
 from .vocabulary import TextStream, TokenTable
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ class _Run:
 class Engine:
     def __init__(
         self, model, tokenizer, fim: FimTokens, info: ModelInfo, kv_cache_bytes: int, static_path: bool = True,
-        fast_decode: bool = True, draft_tokens: int = 8,
+        fast_decode: bool = True, draft_tokens: int = 8, lookup_tokens: int = 2,
     ):  # fmt: skip
         self.model = model
         self.device = model.device
@@ -171,6 +172,8 @@ class Engine:
         # The lean static-KV forward where the model allows it, else transformers' own.
         self.static = StaticGPTBigCode(model) if static_path and static_decode.supports(model) else None
         self.tokenizer = tokenizer
+        # Per keystroke only the prefix's last line is new: tokenize that, reuse the rest.
+        self._cached_tokenize = CachedTokenizer(self._encode, split=split_is_exact(tokenizer, self._encode))
         self.fim = fim
         self.info = info
         self.table = TokenTable(tokenizer, extra_stop_ids=(fim.prefix_id, fim.middle_id, fim.suffix_id))
@@ -180,7 +183,7 @@ class Engine:
         # Quantized layers are left to the plain loop: the step would work, but is not measured.
         self.fast = None
         if fast_decode and self.static is not None and info.quantization == "none":
-            self.fast = GreedyDecoder(self.static, self.table.size, sorted(self.table.stop_ids), draft_tokens=max(0, draft_tokens))
+            self.fast = GreedyDecoder(self.static, self.table.size, sorted(self.table.stop_ids), draft_tokens=max(0, draft_tokens), lookup_tokens=max(0, lookup_tokens))
         self._stop_tensor = torch.tensor(sorted(self.table.stop_ids), device=self.device)
         self._lock = threading.Lock()  # one decode at a time; guards kv_store
         self._tokenizer_lock = threading.Lock()  # count_tokens may run beside a decode
@@ -190,8 +193,11 @@ class Engine:
         """Ids of ``text``; special-token strings inside it are spelled out, never made special."""
         if not text:
             return []
-        with self._tokenizer_lock:  # the fast tokenizer's state is not safe to share across threads
-            return self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
+        with self._tokenizer_lock:  # the fast tokenizer's state (and the cache) is not safe to share across threads
+            return self._cached_tokenize(text)
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
@@ -444,7 +450,7 @@ def load_engine(options: LoadOptions = LoadOptions(), progress: ProgressCallback
     )
     engine = Engine(
         model, tokenizer, fim, info, options.kv_cache_bytes, static_path=options.static_decode,
-        fast_decode=options.fast_decode, draft_tokens=options.draft_tokens,
+        fast_decode=options.fast_decode, draft_tokens=options.draft_tokens, lookup_tokens=options.lookup_tokens,
     )  # fmt: skip
     if progress:
         progress("warming up", 0.9)

@@ -94,21 +94,31 @@ class FixedShapeForward:
         s = self.static
         count = ids.shape[0]
         hidden = F.embedding(ids, self.wte) + F.embedding(positions, self.wpe)  # [T, E]
+        manual = ids.device.type == "cpu" and keys.dtype == torch.float32  # small matmuls beat SDPA's kernel on a CPU (1.3-1.7x per call measured)
         if count == 1 and exact:
             visible = None  # one query at the end of the window: it sees every position
         else:
             # Query t sees buffer positions <= positions[t]; one row per (token, head), token-major.
             visible = torch.arange(window, device=ids.device)[None, :] <= positions[:, None]  # [T, W]
             visible = visible.repeat_interleave(s.heads, dim=0) if count > 1 else visible  # [T*H, W] or [1, W]
+            if manual:  # as an additive mask: 0 where seen, -inf elsewhere
+                visible = torch.zeros(visible.shape, device=ids.device).masked_fill_(~visible, float("-inf"))
         split = (s.embed_dim, s.head_dim, s.head_dim)
         for layer, block in enumerate(self.blocks):
             query, key, value = block.c_attn(block.ln_1(hidden)).split(split, dim=-1)  # [T, E], [T, D], [T, D]
             keys[layer].index_copy_(0, positions, key)  # key: [T, D] into [capacity, D]
             values[layer].index_copy_(0, positions, value)
-            rows = query.reshape(1, 1, count * s.heads, s.head_dim)  # [1, 1, T*H, D]: heads folded into rows
-            seen_keys = keys[layer, :window][None, None]  # [1, 1, W, D]: one K/V head for all heads
-            seen_values = values[layer, :window][None, None]  # [1, 1, W, D]
-            out = F.scaled_dot_product_attention(rows, seen_keys, seen_values, attn_mask=visible, scale=s.scaling)  # [1, 1, T*H, D]
+            if manual:
+                rows = query.reshape(count * s.heads, s.head_dim)  # [T*H, D]: heads folded into rows, one K/V head for all
+                scores = torch.mm(rows, keys[layer, :window].t()).mul_(s.scaling)  # [T*H, W]
+                if visible is not None:
+                    scores.add_(visible)
+                out = torch.mm(torch.softmax(scores, dim=-1), values[layer, :window])  # [T*H, D]
+            else:
+                rows = query.reshape(1, 1, count * s.heads, s.head_dim)  # [1, 1, T*H, D]: heads folded into rows
+                seen_keys = keys[layer, :window][None, None]  # [1, 1, W, D]: one K/V head for all heads
+                seen_values = values[layer, :window][None, None]  # [1, 1, W, D]
+                out = F.scaled_dot_product_attention(rows, seen_keys, seen_values, attn_mask=visible, scale=s.scaling)  # [1, 1, T*H, D]
             hidden = hidden + block.attn_proj(out.reshape(count, s.embed_dim))  # [T, E]
             hidden = hidden + block.mlp_proj(block.act(block.c_fc(block.ln_2(hidden))))  # [T, E]
         if skip:
@@ -135,10 +145,14 @@ class GreedyDecoder:
     per forward (0: one token per forward).
     """
 
-    def __init__(self, static: StaticGPTBigCode, vocab_size: int, stop_ids: Sequence[int], *, draft_tokens: int = 0, compile_step: bool = False):
+    def __init__(
+        self, static: StaticGPTBigCode, vocab_size: int, stop_ids: Sequence[int], *, draft_tokens: int = 0, lookup_tokens: int | None = None,
+        compile_step: bool = False,
+    ):  # fmt: skip
         self.static = static
         self.forward = FixedShapeForward(static, vocab_size)
         self.draft_tokens = draft_tokens
+        self.lookup_tokens = draft_tokens if lookup_tokens is None else min(lookup_tokens, draft_tokens)
         device = static.device
         self._no_stops = torch.zeros(vocab_size, device=device).index_fill_(0, torch.tensor(sorted(stop_ids), device=device), float("-inf"))  # [V]
         self._greedy = self.forward.greedy
@@ -178,10 +192,10 @@ class GreedyDecoder:
         device, capacity = self.static.device, cache.capacity
         while len(history) + len(pending) <= capacity:
             room = capacity - len(history) - len(pending)  # positions left after the pending ids
-            limit = min(self.draft_tokens, room)
-            if first_draft and limit:
-                drafted, first_draft = list(first_draft[:limit]), ()
+            if first_draft and min(self.draft_tokens, room):
+                drafted, first_draft = list(first_draft[: min(self.draft_tokens, room)]), ()
             else:
+                limit = min(self.lookup_tokens, room)
                 drafted = draft(history + pending, limit, extra) if limit else []
             fed = pending + drafted
             start, end = len(history), len(history) + len(fed)

@@ -58,7 +58,7 @@ def test_every_load_option_the_settings_set_follows_its_setting():
     for key, value in changed.items():
         settings, problems = parse_settings({key: value})
         assert problems == [] and settings.load_options() != base, key
-    set_by_settings = {f.name for f in fields(LoadOptions)} - {"fim_tokens", "threads", "static_decode", "fast_decode", "draft_tokens"}
+    set_by_settings = {f.name for f in fields(LoadOptions)} - {"fim_tokens", "threads", "static_decode", "fast_decode", "draft_tokens", "lookup_tokens"}
     assert {name for name in set_by_settings if getattr(parse_settings(changed)[0].load_options(), name) == getattr(base, name)} == set()
 
 

@@ -174,6 +174,33 @@ def test_speculation_equals_plain_greedy_and_accepts_drafts(setup):
     assert forwards + accepted == generated  # every forward yields one token plus its accepted drafts
 
 
+def test_lookup_drafts_are_capped_apart_from_the_first_draft(setup):
+    """``lookup_tokens`` caps prompt-lookup drafts; ``first_draft`` (the previous suggestion)
+    may use all of ``draft_tokens``; the tokens stay plain greedy's."""
+    model, static, vocab, tokenizer = setup
+    prompt = text_ids(tokenizer, "textwrap.py", 150)
+    cache = static.new_cache()
+    first = prefill(static, prompt, cache, 0)
+    expected = recomputed_greedy(model, prompt, 12, vocab)
+    decoder = GreedyDecoder(static, vocab, [0], draft_tokens=6, lookup_tokens=1)
+    drafted = []
+    real = decoder.forward.greedy
+
+    def counting(ids, *args, **kwargs):
+        drafted.append(ids.shape[0] - 1)  # one pending id per forward here
+        return real(ids, *args, **kwargs)
+
+    decoder._greedy = counting
+    got, history = [first], list(prompt)
+    with torch.inference_mode():
+        for token, _ in decoder.tokens(cache, history, first, first_draft=expected[1:7]):
+            got.append(token)
+            if len(got) == 12:
+                break
+    assert got == expected
+    assert drafted[0] == 6 and max(drafted[1:]) <= 1
+
+
 def inside_draft_stops(decoder: GreedyDecoder, static, prompt: list[int], count: int) -> list[int]:
     """The lengths (``first`` included) at which a stop would cut a verified draft short."""
     cache = static.new_cache()
