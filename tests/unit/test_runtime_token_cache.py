@@ -12,7 +12,6 @@ import pytest
 from model_runtime.token_cache import MIN_HEAD_CHARS, CachedTokenizer, split_is_exact, split_point
 from training.corpus import load_heldout_documents
 
-
 BUNDLED = Path(__file__).resolve().parents[2] / "model_runtime" / "bundled" / "tiny"
 
 
@@ -74,7 +73,7 @@ def test_split_point_needs_a_non_space_before_the_line_break():
 
 
 class _OtherPreTokenizer:
-    class backend_tokenizer:  # noqa: N801 - mimics the tokenizers attribute
+    class backend_tokenizer:
         normalizer = None
         pre_tokenizer = object()
 
