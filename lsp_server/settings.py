@@ -69,7 +69,8 @@ class Settings:
         return self.languages_default
 
     def load_options(self) -> LoadOptions:
-        """What the model is loaded with; a change here means a reload (FIM order is per request)."""
+        """What the model is loaded with; a change here means a reload. The FIM order is not in it:
+        every request carries its own (``CompletionRequest.fim_order``), so switching it costs no reload."""
         return LoadOptions(
             model=self.model,
             device=self.device,
@@ -77,7 +78,6 @@ class Settings:
             quantization=self.quantization,
             trust_remote_code=self.trust_remote_code,
             kv_cache_bytes=self.kv_cache_mb * 1024 * 1024,
-            fim_order=self.fim_order,  # type: ignore[arg-type]
             backend=self.backend,
             server_url=self.server_url,
             server_model=self.server_model,

@@ -51,7 +51,7 @@ def test_every_load_option_the_settings_set_follows_its_setting():
     dropped on the way to the runtime)."""
     changed = {
         "model": "/models/x", "device": "cpu", "dtype": "bf16", "quantization": "nf4", "trustRemoteCode": True, "kvCacheMb": 1,
-        "fimOrder": "psm", "backend": "openai", "serverUrl": "http://h:1", "serverModel": "m", "apiKeyEnv": "K",
+        "backend": "openai", "serverUrl": "http://h:1", "serverModel": "m", "apiKeyEnv": "K",
         "requestTimeoutMs": 123, "connectTimeoutMs": 456,
     }  # fmt: skip
     base = Settings().load_options()
@@ -59,7 +59,14 @@ def test_every_load_option_the_settings_set_follows_its_setting():
         settings, problems = parse_settings({key: value})
         assert problems == [] and settings.load_options() != base, key
     set_by_settings = {f.name for f in fields(LoadOptions)} - {"fim_tokens", "threads", "static_decode", "fast_decode", "draft_tokens", "lookup_tokens"}
+    set_by_settings -= {"fim_order"}  # per request, below
     assert {name for name in set_by_settings if getattr(parse_settings(changed)[0].load_options(), name) == getattr(base, name)} == set()
+
+
+def test_the_fim_order_travels_per_request_and_costs_no_reload():
+    settings, problems = parse_settings({"fimOrder": "psm"})
+    assert problems == [] and settings.fim_order == "psm"
+    assert settings.load_options() == Settings().load_options()
 
 
 def test_command_line_options_are_the_settings_with_a_flag():
