@@ -200,7 +200,11 @@ class Engine:
         return self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenize(text))
+        """Not through the keystroke cache: callers count many short lines and keep their own."""
+        if not text:
+            return 0
+        with self._tokenizer_lock:
+            return len(self._encode(text))
 
     # -- one completion --------------------------------------------------------------------
     def complete(
