@@ -35,7 +35,7 @@ const GHOST_TEXT_MS = 60_000;
 const WORKBENCH_MS = 120_000;
 
 // The file the test edits, and what it types at its end. A stdlib-flavoured function body so
-// the tiny model (trained on the CPython standard library) has something to continue.
+// the tiny model (trained on the standard library and permissive PyPI packages) has something to continue.
 const FILE_NAME = 'demo.py';
 const FILE_TEXT = [
   'import os',
@@ -45,9 +45,11 @@ const FILE_TEXT = [
   '    """Return the paths of the .py files under directory."""',
   '    result = []',
   '    for root, dirs, files in os.walk(directory):',
+  '        for name in files:',
+  '            if name.endswith(".py"):',
   '',
 ].join('\n');
-const TYPED = '        for name in ';
+const TYPED = '                result.';
 
 const { values: options } = parseArgs({
   options: {
