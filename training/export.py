@@ -36,9 +36,33 @@ def build_model(saved: dict) -> GPTBigCodeForCausalLM:
     return model.eval()
 
 
+def _paired_section(evaluation: dict) -> str:
+    """The card's table for ``eval_infill.py --models A,B --json``: both models on the same lines."""
+    before, after = evaluation["models"]
+    lines = [
+        f"Paired against `{before}` on the same lines (`{evaluation.get('command', 'benchmarks/eval_infill.py')}`): single-line",
+        f"infilling, {evaluation.get('order', 'spm').upper()}, greedy, at most 25 new tokens, stop at the first newline, stripped",
+        "comparison; loss is the mean per-token loss of the missing line.",
+        "",
+        "| dataset | lines | exact, before | exact, this | difference [95% paired] | loss, before | loss, this | difference [95%] |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, figures in evaluation["datasets"].items():
+        a, b = figures["summaries"][before], figures["summaries"][after]
+        exact, loss = figures["comparison"]["exact_match"], figures["comparison"]["loss"]
+        lines.append(
+            f"| {name} | {a['examples']} | {a['exact_match']:.4f} | {b['exact_match']:.4f} | {exact['difference']:+.4f} "
+            f"[{exact['interval'][0]:+.4f}, {exact['interval'][1]:+.4f}] | {a['loss_nats_per_token']:.3f} | "
+            f"{b['loss_nats_per_token']:.3f} | {loss['difference']:+.3f} [{loss['interval'][0]:+.3f}, {loss['interval'][1]:+.3f}] |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _evaluation_section(evaluation: dict | None) -> str:
     if not evaluation:
         return "Not evaluated yet: run `python benchmarks/eval_infill.py --model tiny`.\n"
+    if "models" in evaluation:
+        return _paired_section(evaluation)
     lines = [
         f"Single-line infilling exact match (`{evaluation.get('command', 'benchmarks/eval_infill.py')}`;",
         "greedy, at most 25 new tokens, stop at the first newline, stripped comparison):",
@@ -169,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, required=True, help="a .pt file, or a run directory (newest checkpoint)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--dtype", choices=sorted(_DTYPES), default="fp32")
-    parser.add_argument("--eval-json", type=Path, help="output of benchmarks/eval_infill.py --json, for the model card")
+    parser.add_argument("--eval-json", type=Path, help="output of benchmarks/eval_infill.py --json (one model, or the paired --models form), for the model card")
     parser.add_argument("--note", default="", help="one more line for the card's training section (e.g. a resume history)")
     args = parser.parse_args(argv)
     path = args.checkpoint if args.checkpoint.is_file() else ckpt.latest_checkpoint(args.checkpoint)

@@ -285,3 +285,22 @@ def test_short_fim_windows_pack_several_middles_into_a_row(tokenizer, ids):
 
     whole, short = middles_per_row(0), middles_per_row(96)
     assert whole < 1.3 and short > 1.7, (whole, short)
+
+
+def test_the_model_card_renders_a_paired_evaluation():
+    from training.export import _evaluation_section
+
+    summary = {"examples": 2851, "exact_match": 0.0196, "loss_nats_per_token": 2.3712, "middle_tokens": 35033}
+    better = dict(summary, exact_match=0.0231, loss_nats_per_token=2.2432)
+    comparison = {
+        "exact_match": {"difference": 0.0035, "interval": [-0.002, 0.009], "only_a": 27, "only_b": 37, "both": 29},
+        "loss": {"difference": -0.0655, "interval": [-0.0909, -0.0401]},
+    }
+    paired = {
+        "command": "python benchmarks/eval_infill.py --models tiny,runs/new", "models": ["tiny", "runs/new"], "order": "spm",
+        "datasets": {"stdlib": {"summaries": {"tiny": summary, "runs/new": better}, "comparison": comparison}},
+    }  # fmt: skip
+    section = _evaluation_section(paired)
+    row = next(line for line in section.splitlines() if line.startswith("| stdlib"))
+    assert row == "| stdlib | 2851 | 0.0196 | 0.0231 | +0.0035 [-0.0020, +0.0090] | 2.371 | 2.243 | -0.066 [-0.091, -0.040] |"
+    assert "Paired against `tiny`" in section and "SPM" in section
