@@ -141,8 +141,9 @@ class GreedyDecoder:
     """Greedy decoding through ``FixedShapeForward``, optionally compiled, optionally speculative.
 
     ``compile_step``: wrap the step in ``torch.compile`` (inductor, static shapes, one graph per
-    window bucket and draft length). ``draft_tokens``: how many prompt-lookup tokens to verify
-    per forward (0: one token per forward).
+    window bucket and draft length). ``draft_tokens``: the most draft ids verified per forward
+    (0: one token per forward), the whole of it for ``first_draft``; ``lookup_tokens``: the most
+    for a draft found by prompt lookup (default and at most ``draft_tokens``).
     """
 
     def __init__(
@@ -192,8 +193,9 @@ class GreedyDecoder:
         device, capacity = self.static.device, cache.capacity
         while len(history) + len(pending) <= capacity:
             room = capacity - len(history) - len(pending)  # positions left after the pending ids
-            if first_draft and min(self.draft_tokens, room):
-                drafted, first_draft = list(first_draft[: min(self.draft_tokens, room)]), ()
+            first_limit = min(self.draft_tokens, room)
+            if first_draft and first_limit:
+                drafted, first_draft = list(first_draft[:first_limit]), ()
             else:
                 limit = min(self.lookup_tokens, room)
                 drafted = draft(history + pending, limit, extra) if limit else []

@@ -61,7 +61,7 @@ class CachedTokenizer:
         self._encode = encode
         self.split = split
         self._cache: OrderedDict[str, list[int]] = OrderedDict()
-        self.hits = self.head_hits = self.misses = 0
+        self.hits = self.head_hits = 0  # exact-text hits, and head hits on a split (tests read them)
 
     def _lookup(self, text: str) -> list[int] | None:
         ids = self._cache.get(text)
@@ -91,10 +91,6 @@ class CachedTokenizer:
                 self.head_hits += 1
             ids = head + self._encode(text[cut:])
         else:
-            self.misses += 1
             ids = self._encode(text)
         self._store(text, ids)
         return list(ids)
-
-    def clear(self) -> None:
-        self._cache.clear()
